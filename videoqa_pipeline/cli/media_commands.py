@@ -1,0 +1,9 @@
+"""`videoqa` sub-commands for the media layer."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    """Attach this module's commands to the top-level group."""
