@@ -1,0 +1,45 @@
+"""The one partitions definition every per-video asset shares, and the rules for its keys.
+
+Partition keys are opaque, safe video IDs: commas, slashes and JSON in keys break the
+Dagster UI and backfills, so IDs are restricted to a conservative alphabet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+import dagster as dg
+
+videos_partitions = dg.DynamicPartitionsDefinition(name="videos")
+
+VIDEO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+class InvalidVideoIdError(ValueError):
+    """A user-supplied video ID cannot be used as a partition key."""
+
+
+def validate_video_id(video_id: str) -> str:
+    """Return ``video_id`` when it is a safe partition key, else raise with the rule spelled out."""
+    if not VIDEO_ID_PATTERN.match(video_id):
+        raise InvalidVideoIdError(
+            f"video ID {video_id!r} is not allowed: use 1-128 characters from letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit"
+        )
+    return video_id
+
+
+def video_id_from_uri(source_uri: str) -> str:
+    """Derive a stable, readable video ID from a source path or URI.
+
+    The file's stem keeps the ID recognisable in the UI; a short hash of the full URI keeps two
+    ``video.mp4`` files from different folders apart.
+    """
+    path = unquote(urlsplit(source_uri).path) if "://" in source_uri else source_uri
+    stem = _UNSAFE.sub("-", PurePosixPath(path.replace("\\", "/")).stem.lower()).strip("-")[:48] or "video"
+    digest = hashlib.sha256(source_uri.encode("utf-8")).hexdigest()[:8]
+    return f"{stem}-{digest}"

@@ -1,0 +1,303 @@
+"""Typed settings read from environment variables.
+
+The variable names and defaults are a public interface that existing deployments rely on
+(see DESIGN.md), so parsing is lenient and *collects* problems instead of stopping at the
+first one: an operator fixing a broken deployment wants the whole list at once.
+Nothing here ever prints a secret; use :meth:`Settings.describe` for display.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from videoqa_pipeline.ai.config import AIConfig
+
+JOB_SOURCES = ("postgres", "sqs", "webhook", "inbox")
+STORAGE_TYPES = ("postgres", "s3", "hybrid")
+METADATA_STORAGES = ("postgres", "s3")
+FILE_STORAGES = ("local", "postgres", "s3")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SCENE_DETECTORS = ("adaptive", "content")
+
+_AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """Raised by :meth:`Settings.validate`; carries every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        bullet_list = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{len(problems)} configuration problem(s):\n{bullet_list}")
+
+
+class _Reader:
+    """Reads typed values from an environment mapping, remembering every parse problem."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def _parse(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is not {expected}")
+            return default
+
+    def integer(self, name: str, default: int, low: int | None = None, high: int | None = None) -> int:
+        value = self._parse(name, default, int, "an integer")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            self.problems.append(f"{name}={value} is out of range: must be {bounds}")
+            return default
+        return value
+
+    def number(self, name: str, default: float, low_exclusive: float = 0.0) -> float:
+        value = self._parse(name, default, float, "a number")
+        if value <= low_exclusive:
+            self.problems.append(f"{name}={value} must be greater than {low_exclusive:g}")
+            return default
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse(value: str) -> bool:
+            lowered = value.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(value)
+
+        return self._parse(name, default, parse, "a boolean (true/false, 1/0, yes/no)")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = (self.raw(name) or default).lower()
+        if value not in choices:
+            self.problems.append(f"{name}={value!r} is unknown: expected one of {', '.join(choices)}")
+            return default
+        return value
+
+    def choices(self, name: str, default: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+        raw = self.raw(name) or default
+        picked: list[str] = []
+        for item in (part.strip().lower() for part in raw.split(",")):
+            if not item:
+                continue
+            if item not in choices:
+                self.problems.append(f"{name} contains unknown value {item!r}: expected any of {', '.join(choices)}")
+            elif item not in picked:
+                picked.append(item)
+        return tuple(picked) or (default,)
+
+
+def mask_url_password(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***`` so it can be logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _mask_secret(value: str | None) -> str:
+    if not value:
+        return "(unset)"
+    return f"*** ({len(value)} chars)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every environment variable of the deployment, typed, with DESIGN.md's defaults."""
+
+    job_sources: tuple[str, ...] = ("postgres",)
+    storage_type: str = "postgres"
+    metadata_storage: str = "postgres"
+    file_storage: str = "local"
+    database_url: str | None = None
+    postgres_pool_size: int = 5
+    postgres_timeout: float = 10.0
+    aws_sqs_queue_url: str | None = None
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    sqs_max_messages: int = 1
+    sqs_wait_time: int = 20
+    aws_s3_bucket: str | None = None
+    s3_prefix: str = "video-processing/"
+    webhook_secret: str | None = None
+    webhook_port: int = 8080
+    webhook_url: str | None = None
+    max_frames_per_video: int = 50
+    enable_transcription: bool = True
+    enable_vision_analysis: bool = True
+    enable_embeddings: bool = True
+    worker_poll_ms: int = 1500
+    worker_max_attempts: int = 3
+    log_level: str = "INFO"
+    worker_dev_http: bool = False
+    worker_http_port: int = 8000
+    home: Path = Path(".videoqa")
+    inbox_dir: Path = Path("inbox")
+    blob_dir: Path | None = None
+    ai: AIConfig = field(default_factory=lambda: AIConfig.from_env({}))
+    parse_problems: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Parse ``env`` (default: ``os.environ``). Never raises: problems are kept for :meth:`validate`."""
+        env = os.environ if env is None else env
+        read = _Reader(env)
+        storage_type = read.choice("STORAGE_TYPE", "postgres", STORAGE_TYPES)
+        # Hybrid splits metadata and files; the single-backend modes keep metadata where they say
+        # and files on local disk unless FILE_STORAGE says otherwise.
+        default_metadata = "s3" if storage_type == "s3" else "postgres"
+        default_files = "s3" if storage_type in ("s3", "hybrid") else "local"
+        home = Path(read.text("VIDEOQA_HOME", ".videoqa") or ".videoqa")
+        blob_dir = read.text("VIDEOQA_BLOB_DIR")
+        settings = cls(
+            job_sources=read.choices("JOB_SOURCE_TYPE", "postgres", JOB_SOURCES),
+            storage_type=storage_type,
+            metadata_storage=read.choice("METADATA_STORAGE", default_metadata, METADATA_STORAGES),
+            file_storage=read.choice("FILE_STORAGE", default_files, FILE_STORAGES),
+            database_url=read.text("DATABASE_URL"),
+            postgres_pool_size=read.integer("POSTGRES_POOL_SIZE", 5, low=1, high=100),
+            postgres_timeout=read.number("POSTGRES_TIMEOUT", 10.0),
+            aws_sqs_queue_url=read.text("AWS_SQS_QUEUE_URL"),
+            aws_region=read.text("AWS_REGION", "us-east-1") or "us-east-1",
+            aws_endpoint_url=read.text("AWS_ENDPOINT_URL"),
+            sqs_max_messages=read.integer("SQS_MAX_MESSAGES", 1, low=1, high=10),
+            sqs_wait_time=read.integer("SQS_WAIT_TIME", 20, low=0, high=20),
+            aws_s3_bucket=read.text("AWS_S3_BUCKET"),
+            s3_prefix=read.text("S3_PREFIX", "video-processing/") or "video-processing/",
+            webhook_secret=read.text("WEBHOOK_SECRET"),
+            webhook_port=read.integer("WEBHOOK_PORT", 8080, low=1, high=65535),
+            webhook_url=read.text("WEBHOOK_URL"),
+            max_frames_per_video=read.integer("MAX_FRAMES_PER_VIDEO", 50, low=1, high=10_000),
+            enable_transcription=read.boolean("ENABLE_TRANSCRIPTION", True),
+            enable_vision_analysis=read.boolean("ENABLE_VISION_ANALYSIS", True),
+            enable_embeddings=read.boolean("ENABLE_EMBEDDINGS", True),
+            worker_poll_ms=read.integer("WORKER_POLL_MS", 1500, low=100),
+            worker_max_attempts=read.integer("WORKER_MAX_ATTEMPTS", 3, low=1, high=20),
+            log_level=read.choice("LOG_LEVEL", "INFO", tuple(level.lower() for level in LOG_LEVELS)).upper(),
+            worker_dev_http=read.boolean("WORKER_DEV_HTTP", False),
+            worker_http_port=read.integer("WORKER_HTTP_PORT", 8000, low=1, high=65535),
+            home=home,
+            inbox_dir=Path(read.text("VIDEOQA_INBOX_DIR", "inbox") or "inbox"),
+            blob_dir=Path(blob_dir) if blob_dir else None,
+            ai=AIConfig.from_env(env),
+        )
+        return dataclasses.replace(settings, parse_problems=tuple(read.problems))
+
+    @property
+    def blob_root(self) -> Path:
+        """Where the local blob store keeps media: VIDEOQA_BLOB_DIR, else ``$VIDEOQA_HOME/blobs``."""
+        return self.blob_dir if self.blob_dir is not None else self.home / "blobs"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    def problems(self) -> list[str]:
+        """Every problem with these settings, parse errors and cross-field rules alike."""
+        problems = list(self.parse_problems)
+        uses_s3 = "s3" in (self.metadata_storage, self.file_storage)
+        if self.storage_type == "hybrid" and self.metadata_storage == self.file_storage == "postgres":
+            problems.append("STORAGE_TYPE=hybrid needs FILE_STORAGE=s3 or local (files and metadata both in postgres is STORAGE_TYPE=postgres)")
+        if uses_s3 and not self.aws_s3_bucket:
+            problems.append(
+                f"STORAGE_TYPE={self.storage_type} stores data in S3 but AWS_S3_BUCKET is not set"
+            )
+        if "sqs" in self.job_sources and not self.aws_sqs_queue_url:
+            problems.append("JOB_SOURCE_TYPE includes sqs but AWS_SQS_QUEUE_URL is not set")
+        if (uses_s3 or "sqs" in self.job_sources) and not _AWS_REGION.match(self.aws_region):
+            problems.append(f"AWS_REGION={self.aws_region!r} does not look like an AWS region (e.g. us-east-1)")
+        if "webhook" in self.job_sources and not self.webhook_secret:
+            problems.append("JOB_SOURCE_TYPE includes webhook but WEBHOOK_SECRET is not set: unsigned intake is refused")
+        if self.database_url is not None and urlsplit(self.database_url).scheme not in (
+            "postgres",
+            "postgresql",
+        ):
+            problems.append(
+                f"DATABASE_URL={mask_url_password(self.database_url)!r} must start with postgresql:// (psycopg 3 connection URL)"
+            )
+        for name, url in (("AWS_ENDPOINT_URL", self.aws_endpoint_url), ("WEBHOOK_URL", self.webhook_url)):
+            if url is not None and urlsplit(url).scheme not in ("http", "https"):
+                problems.append(f"{name}={url!r} must be an http(s):// URL")
+        if self.file_storage == "postgres":
+            problems.append("FILE_STORAGE=postgres (blobs inside Postgres) is not available yet: use local or s3")
+        problems.extend(self.ai.problems())
+        return problems
+
+    def validate(self) -> Settings:
+        """Return ``self`` when usable, else raise :class:`SettingsError` listing every problem."""
+        problems = self.problems()
+        if problems:
+            raise SettingsError(problems)
+        return self
+
+    def describe(self) -> dict[str, str]:
+        """Effective settings for display, secrets masked."""
+        shown: dict[str, Any] = {
+            "JOB_SOURCE_TYPE": ",".join(self.job_sources),
+            "STORAGE_TYPE": self.storage_type,
+            "METADATA_STORAGE": self.metadata_storage,
+            "FILE_STORAGE": self.file_storage,
+            "DATABASE_URL": mask_url_password(self.database_url)
+            if self.database_url
+            else f"(unset: embedded PostgreSQL under {self.home / 'pgdata'})",
+            "POSTGRES_POOL_SIZE": self.postgres_pool_size,
+            "POSTGRES_TIMEOUT": self.postgres_timeout,
+            "AWS_SQS_QUEUE_URL": self.aws_sqs_queue_url or "(unset)",
+            "AWS_REGION": self.aws_region,
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url or "(unset)",
+            "SQS_MAX_MESSAGES": self.sqs_max_messages,
+            "SQS_WAIT_TIME": self.sqs_wait_time,
+            "AWS_S3_BUCKET": self.aws_s3_bucket or "(unset)",
+            "S3_PREFIX": self.s3_prefix,
+            "WEBHOOK_SECRET": _mask_secret(self.webhook_secret),
+            "WEBHOOK_PORT": self.webhook_port,
+            "WEBHOOK_URL": self.webhook_url or "(unset)",
+            "MAX_FRAMES_PER_VIDEO": self.max_frames_per_video,
+            "ENABLE_TRANSCRIPTION": self.enable_transcription,
+            "ENABLE_VISION_ANALYSIS": self.enable_vision_analysis,
+            "ENABLE_EMBEDDINGS": self.enable_embeddings,
+            "WORKER_POLL_MS": self.worker_poll_ms,
+            "WORKER_MAX_ATTEMPTS": self.worker_max_attempts,
+            "LOG_LEVEL": self.log_level,
+            "WORKER_DEV_HTTP": self.worker_dev_http,
+            "WORKER_HTTP_PORT": self.worker_http_port,
+            "VIDEOQA_HOME": str(self.home),
+            "VIDEOQA_BLOB_DIR": str(self.blob_root),
+            "VIDEOQA_INBOX_DIR": str(self.inbox_dir),
+        }
+        shown.update(self.ai.describe())
+        return {name: str(value) for name, value in shown.items()}
+
+    def configure_logging(self) -> None:
+        logging.getLogger("videoqa_pipeline").setLevel(self.log_level)
