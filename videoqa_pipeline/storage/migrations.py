@@ -1,0 +1,223 @@
+"""Versioned schema migrations of the metadata database.
+
+Each :class:`Migration` has a number and is applied once, in order, inside the transaction that
+holds the schema advisory lock (see :meth:`Database.ensure_schema`); applied versions are recorded
+in ``videoqa_schema_migrations``. Migrations are append-only: never edit one that has shipped,
+add the next number instead (and update :mod:`videoqa_pipeline.storage.schema` to match; the test
+suite compares the live catalog with the specs).
+
+Version 1 creates the pipeline's tables. The embedding column is a dimension-less pgvector
+``vector`` when the extension is installed, else ``real[]``; a later migration can add per-dimension
+HNSW indexes (``CREATE INDEX ... ((embedding::vector(384))) WHERE dimension = 384``). A generated
+``search_tsv`` column with a GIN index already backs full-text search over embedded texts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_TABLE = "videoqa_schema_migrations"
+
+#: Any constant shared by all processes; identifies the schema lock among advisory locks.
+SCHEMA_LOCK_KEY = 0x76716D67  # "vqmg"
+
+
+@dataclass(frozen=True)
+class MigrationContext:
+    """Facts a migration may depend on.
+
+    Attributes:
+        has_pgvector: The ``vector`` extension is installed in this database.
+    """
+
+    has_pgvector: bool
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change.
+
+    Attributes:
+        version: Strictly increasing number, recorded once applied.
+        description: One line, stored with the version.
+        apply: Runs the change on a connection inside the migration transaction.
+    """
+
+    version: int
+    description: str
+    apply: Callable[[psycopg.Connection, MigrationContext], None]
+
+
+def _create_pipeline_tables(conn: psycopg.Connection, context: MigrationContext) -> None:
+    if context.has_pgvector:
+        embedding_type = "vector"
+        dimension_check = "vector_dims(embedding) = dimension"
+    else:
+        embedding_type = "real[]"
+        dimension_check = "array_ndims(embedding) = 1 AND array_length(embedding, 1) = dimension"
+    statements = [
+        """
+        CREATE TABLE videoqa_videos (
+            video_id text NOT NULL,
+            source_uri text NOT NULL,
+            blob_key text NOT NULL,
+            size_bytes bigint NOT NULL,
+            sha256 text,
+            duration_seconds double precision,
+            container text,
+            video_codec text,
+            width integer,
+            height integer,
+            fps double precision,
+            frame_count bigint,
+            vfr boolean,
+            rotation integer,
+            has_audio boolean,
+            audio_codec text,
+            audio_sample_rate integer,
+            audio_channels integer,
+            PRIMARY KEY (video_id)
+        )""",
+        """
+        CREATE TABLE videoqa_normalized_media (
+            video_id text NOT NULL,
+            video_blob_key text NOT NULL,
+            audio_blob_key text,
+            width integer,
+            height integer,
+            fps double precision,
+            duration_seconds double precision,
+            video_size_bytes bigint,
+            audio_size_bytes bigint,
+            PRIMARY KEY (video_id)
+        )""",
+        """
+        CREATE TABLE videoqa_transcript_segments (
+            video_id text NOT NULL,
+            segment_index integer NOT NULL,
+            start_seconds double precision NOT NULL,
+            end_seconds double precision NOT NULL,
+            text text NOT NULL,
+            words jsonb,
+            language text,
+            model text NOT NULL,
+            PRIMARY KEY (video_id, segment_index)
+        )""",
+        """
+        CREATE TABLE videoqa_scenes (
+            video_id text NOT NULL,
+            scene_index integer NOT NULL,
+            start_seconds double precision NOT NULL,
+            end_seconds double precision NOT NULL,
+            start_frame integer NOT NULL,
+            end_frame integer NOT NULL,
+            PRIMARY KEY (video_id, scene_index)
+        )""",
+        """
+        CREATE TABLE videoqa_keyframes (
+            video_id text NOT NULL,
+            scene_index integer NOT NULL,
+            timestamp_seconds double precision NOT NULL,
+            blob_key text NOT NULL,
+            width integer NOT NULL,
+            height integer NOT NULL,
+            size_bytes integer NOT NULL,
+            sharpness double precision,
+            PRIMARY KEY (video_id, scene_index)
+        )""",
+        """
+        CREATE TABLE videoqa_frame_analyses (
+            video_id text NOT NULL,
+            scene_index integer NOT NULL,
+            timestamp_seconds double precision NOT NULL,
+            caption text,
+            labels text[],
+            ocr_text text,
+            model text NOT NULL,
+            PRIMARY KEY (video_id, scene_index)
+        )""",
+        f"""
+        CREATE TABLE videoqa_embeddings (
+            video_id text NOT NULL,
+            item_index integer NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('transcript', 'frame')),
+            start_seconds double precision NOT NULL,
+            end_seconds double precision NOT NULL,
+            text text NOT NULL,
+            model text NOT NULL,
+            dimension integer NOT NULL CHECK (dimension > 0),
+            embedding {embedding_type} NOT NULL CHECK ({dimension_check}),
+            search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED,
+            PRIMARY KEY (video_id, item_index)
+        )""",
+        "CREATE INDEX videoqa_embeddings_search_tsv_idx ON videoqa_embeddings USING gin (search_tsv)",
+        "CREATE INDEX videoqa_embeddings_model_dimension_idx ON videoqa_embeddings (model, dimension)",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
+#: All migrations, in order. Append only.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "pipeline tables: videos, media, transcript, scenes, keyframes, analyses, embeddings",
+        _create_pipeline_tables,
+    ),
+)
+
+CURRENT_SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def applied_versions(conn: psycopg.Connection) -> set[int]:
+    """Versions recorded in ``videoqa_schema_migrations`` (empty when the table does not exist)."""
+    exists = conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()
+    if exists is None or exists[0] is None:
+        return set()
+    return {row[0] for row in conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")}
+
+
+def apply_migrations(conn: psycopg.Connection, context: MigrationContext) -> list[int]:
+    """Apply every migration not yet recorded. The caller holds the schema lock and a transaction.
+
+    Args:
+        conn: A connection inside a transaction.
+        context: Facts the migrations depend on.
+
+    Returns:
+        The versions applied by this call (empty when the schema was current).
+    """
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+            version integer PRIMARY KEY,
+            description text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )"""
+    )
+    done = applied_versions(conn)
+    newer = sorted(version for version in done if version > CURRENT_SCHEMA_VERSION)
+    if newer:
+        logger.warning(
+            "The metadata database has schema versions %s, newer than this code knows (%d); "
+            "upgrade videoqa-pipeline on this machine",
+            newer,
+            CURRENT_SCHEMA_VERSION,
+        )
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        logger.info("Applying schema migration %d: %s", migration.version, migration.description)
+        migration.apply(conn, context)
+        conn.execute(
+            f"INSERT INTO {MIGRATIONS_TABLE} (version, description) VALUES (%s, %s)",
+            (migration.version, migration.description),
+        )
+        applied.append(migration.version)
+    return applied
