@@ -1,0 +1,156 @@
+"""Process one video through every asset in this process, without a daemon.
+
+This is what `videoqa process` and `videoqa demo` use, and what tests and benchmarks use
+to run the real pipeline: the same assets, resources and storage as `dagster dev`, only
+launched in-process.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from videoqa_pipeline.assets import SOURCE_URI_TAG
+from videoqa_pipeline.definitions import build_definitions
+from videoqa_pipeline.fetch import local_path_of
+from videoqa_pipeline.partitions import validate_video_id, video_id_from_uri, videos_partitions
+from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.settings import Settings
+from videoqa_pipeline.video_sources import register_source
+
+
+@dataclass
+class StepReport:
+    name: str
+    seconds: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProcessReport:
+    video_id: str
+    source_uri: str
+    success: bool
+    run_id: str
+    wall_seconds: float
+    peak_rss_mb: float
+    steps: list[StepReport]
+    error: str | None = None
+
+    def metadata_of(self, step: str) -> dict[str, Any]:
+        return next((s.metadata for s in self.steps if s.name == step), {})
+
+
+def canonical_source_uri(source: str) -> str:
+    """Local paths become absolute so a run started later, elsewhere, still finds them."""
+    local = local_path_of(source)
+    if local is not None and "://" not in source:
+        return str(local.resolve())
+    return source
+
+
+def _plain(value: Any) -> Any:
+    inner = getattr(value, "value", value)
+    return inner if isinstance(inner, str | int | float | bool | type(None) | list | dict) else str(inner)
+
+
+def process_video(
+    source: str,
+    *,
+    settings: Settings,
+    video_id: str | None = None,
+    config_overrides: Mapping[str, Any] | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> ProcessReport:
+    """Materialize all seven assets for ``source`` and report per-step time and metadata.
+
+    Raises:
+        InvalidVideoIdError: ``video_id`` is not a safe partition key.
+    """
+    source_uri = canonical_source_uri(source)
+    video_id = validate_video_id(video_id) if video_id else video_id_from_uri(source_uri)
+    definitions = build_definitions(settings)
+    resources = dict(definitions.resources or {})
+    database = resources["database"]
+    assert isinstance(database, DatabaseResource)
+    register_source(database.get(), video_id, source_uri)
+
+    owns_instance = instance is None
+    instance = instance or dg.DagsterInstance.ephemeral()
+    try:
+        instance.add_dynamic_partitions(videos_partitions.name or "videos", [video_id])
+        assets = list(definitions.assets or [])
+        run_config: dict[str, Any] = {}
+        if config_overrides:
+            run_config = {"resources": {"pipeline_config": {"config": dict(config_overrides)}}}
+        started = time.perf_counter()
+        result = dg.materialize(
+            assets,  # type: ignore[arg-type]
+            partition_key=video_id,
+            instance=instance,
+            resources=resources,
+            run_config=run_config,
+            tags={SOURCE_URI_TAG: source_uri},
+            raise_on_error=False,
+        )
+        wall = time.perf_counter() - started
+        return ProcessReport(
+            video_id=video_id,
+            source_uri=source_uri,
+            success=result.success,
+            run_id=result.run_id,
+            wall_seconds=wall,
+            peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            steps=_step_reports(instance, result.run_id),
+            error=None if result.success else _failure_message(result),
+        )
+    finally:
+        if owns_instance:
+            instance.dispose()
+
+
+def _step_reports(instance: dg.DagsterInstance, run_id: str) -> list[StepReport]:
+    started: dict[str, float] = {}
+    reports: dict[str, StepReport] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        key = event.step_key
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started.setdefault(key, entry.timestamp)
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            reports.setdefault(key, StepReport(key, 0.0)).seconds = entry.timestamp - started.get(key, entry.timestamp)
+        elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            metadata = event.event_specific_data.materialization.metadata  # type: ignore[union-attr]
+            reports.setdefault(key, StepReport(key, 0.0)).metadata = {k: _plain(v) for k, v in metadata.items()}
+    return list(reports.values())
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error  # type: ignore[union-attr]
+            user_message = event.step_failure_data.user_failure_data  # type: ignore[union-attr]
+            if user_message is not None and user_message.description:
+                return user_message.description
+            return error.message.strip() if error else "step failed"
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            data = event.event_specific_data
+            error = getattr(data, "error", None)
+            if error is not None:
+                cause = error.cause.message.strip() if error.cause else ""
+                return f"{error.message.strip()} {cause}".strip()
+    return "run failed"
+
+
+def bundled_sample_source() -> Path:
+    from videoqa_pipeline.media import bundled_sample_video
+
+    return bundled_sample_video()
