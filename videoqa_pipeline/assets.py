@@ -7,7 +7,6 @@ and attaches the metadata a person wants to see in the UI. Bad input raises
 step's retry policy.
 """
 
-from __future__ import annotations
 
 import contextlib
 import tempfile

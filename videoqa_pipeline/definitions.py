@@ -8,7 +8,6 @@ import dagster as dg
 
 from videoqa_pipeline.assets import build_video_assets
 from videoqa_pipeline.config import PipelineConfig
-from videoqa_pipeline.partitions import videos_partitions
 from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.io_managers import PostgresTableIOManager
@@ -48,7 +47,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     video_pipeline = dg.define_asset_job(
         VIDEO_PIPELINE_JOB,
         selection=dg.AssetSelection.assets(*assets),
-        partitions_def=videos_partitions,
         description="Every stage for one video: normalize, transcribe, scenes, keyframes, analyse, embed.",
     )
     return dg.Definitions(
