@@ -57,6 +57,7 @@ class OpenAIEmbedder:
         self._client = make_client(config)
         self.model_name = config.embed_model or DEFAULT_OPENAI_MODELS["embedding"]
         self._dimension: int | None = KNOWN_DIMENSIONS.get(self.model_name)
+        self.max_inputs_per_request = MAX_INPUTS_PER_REQUEST
 
     @property
     def dimension(self) -> int:
@@ -86,7 +87,7 @@ class OpenAIEmbedder:
             )
         rows: list[np.ndarray | None] = [None] * len(clean)
         usage = Usage()
-        for batch in batch_texts(clean):
+        for batch in batch_texts(clean, self.max_inputs_per_request):
             inputs = [clean[i] for i in batch]
             response = call_api(
                 f"embed {len(inputs)} texts with {self.model_name}",

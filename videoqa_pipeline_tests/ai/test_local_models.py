@@ -1,0 +1,122 @@
+"""The offline models on generated media: speech, a frame with printed text, sentences."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videoqa_pipeline.ai import AIConfig, AIProviderError, get_embedder, get_frame_analyzer, get_transcriber
+from videoqa_pipeline_tests.ai.conftest import SPEECH_TEXT, text_frame_jpeg
+
+LOCAL = AIConfig.from_env({"VIDEOQA_AI_PROVIDER": "local"})
+
+
+def normalise_words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Levenshtein distance over words divided by the reference length."""
+    ref, hyp = normalise_words(reference), normalise_words(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, ref_word in enumerate(ref, 1):
+        current = [i]
+        for j, hyp_word in enumerate(hyp, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word)))
+        previous = current
+    return previous[-1] / max(1, len(ref))
+
+
+def test_word_error_rate_helper() -> None:
+    assert word_error_rate("a b c d", "a b c d") == 0.0
+    assert word_error_rate("a b c d", "a x c") == 0.5
+    assert word_error_rate("Hello, world!", "hello world") == 0.0
+
+
+def test_offline_transcription_of_generated_speech(speech_wav: Path) -> None:
+    transcript = get_transcriber(LOCAL).transcribe(speech_wav)
+    wer = word_error_rate(SPEECH_TEXT, transcript.text)
+    assert wer <= 0.35, f"WER {wer:.2f}: {transcript.text!r}"
+    assert transcript.language == "en"
+    assert transcript.duration == pytest.approx(transcript.usage.audio_seconds) and transcript.duration > 5
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts) and transcript.segments[-1].end <= transcript.duration + 0.5
+    words = [w for s in transcript.segments for w in s.words]
+    assert len(words) >= 15, "word timestamps expected"
+    assert all(s.start - 0.05 <= w.start <= w.end <= s.end + 0.05 for s in transcript.segments for w in s.words)
+    assert transcript.usage.cost_usd == 0.0
+
+
+def test_transcriber_is_loaded_once_per_process() -> None:
+    assert get_transcriber(LOCAL) is get_transcriber(AIConfig.from_env({"VIDEOQA_ASR_PROVIDER": "local", "OPENAI_BASE_URL": "http://x"}))
+
+
+def test_missing_audio_file_is_a_permanent_error(tmp_path: Path) -> None:
+    with pytest.raises(AIProviderError) as info:
+        get_transcriber(LOCAL).transcribe(tmp_path / "missing.wav")
+    assert info.value.permanent and "missing.wav" in str(info.value)
+
+
+def test_bad_model_directory_is_a_permanent_error(tmp_path: Path) -> None:
+    from videoqa_pipeline.ai.local_asr import LocalWhisperTranscriber
+
+    with pytest.raises(AIProviderError) as info:
+        LocalWhisperTranscriber(str(tmp_path))
+    assert info.value.permanent and str(tmp_path) in str(info.value)
+
+
+def test_printed_text_is_read_back_by_offline_ocr() -> None:
+    batch = get_frame_analyzer(LOCAL).analyze([text_frame_jpeg(["SEARCH THE PIPELINE", "TOTAL 42"])])
+    analysis = batch.analyses[0]
+    read = re.sub(r"[^A-Z0-9]", "", analysis.ocr_text.upper())
+    similarity = difflib.SequenceMatcher(None, read, "SEARCHTHEPIPELINETOTAL42").ratio()
+    assert similarity >= 0.85, analysis.ocr_text
+    assert "text" in analysis.labels
+    assert analysis.caption and "not a learned caption" in analysis.caption
+    assert analysis.facts["dominant_colours"][0]["name"] == "red"
+    assert batch.usage.images == 1
+
+
+def test_black_frame_has_no_text_and_is_labelled() -> None:
+    analysis = get_frame_analyzer(LOCAL).analyze([text_frame_jpeg([], background=(0, 0, 0))]).analyses[0]
+    assert analysis.ocr_text == ""
+    assert "black frame" in analysis.labels
+    assert analysis.facts["brightness"] < 0.05
+
+
+def test_undecodable_image_is_a_permanent_error() -> None:
+    with pytest.raises(AIProviderError) as info:
+        get_frame_analyzer(LOCAL).analyze([b"not a jpeg"])
+    assert info.value.permanent and "Image 0" in str(info.value)
+
+
+def test_paraphrases_are_closer_than_unrelated_sentences() -> None:
+    embedder = get_embedder(LOCAL)
+    texts = [
+        "A man is playing a guitar on stage.",
+        "Someone performs music with a guitar in front of an audience.",
+        "The quarterly tax report is due next Friday.",
+        "Heavy rain flooded the streets of the city.",
+        "Downtown roads were under water after the storm.",
+    ]
+    batch = embedder.embed(texts)
+    vectors = batch.vectors
+    assert vectors.shape == (5, embedder.dimension) == (5, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sim = vectors @ vectors.T
+    assert sim[0, 1] > sim[0, 2] + 0.3 and sim[0, 1] > sim[0, 3] + 0.3
+    assert sim[3, 4] > sim[3, 0] + 0.3 and sim[3, 4] > sim[3, 2] + 0.3
+    assert batch.usage.input_tokens > 20
+
+
+def test_embeddings_do_not_depend_on_batch_composition() -> None:
+    """Padding must not leak into a text's vector (attention masking and mean pooling)."""
+    embedder = get_embedder(LOCAL)
+    alone = embedder.embed(["short"]).vectors[0]
+    together = embedder.embed(["short", "a much longer sentence " * 20, ""]).vectors
+    np.testing.assert_allclose(alone, together[0], atol=1e-5)
+    assert np.isfinite(together).all()
