@@ -106,12 +106,10 @@ class PostgresTableIOManager(dg.ConfigurableIOManager):
         db = self.database()
         rows = replace_partition(db, spec, video_id, obj)
         metadata: dict[str, Any] = {
-            **dg.TableMetadataSet(
-                column_schema=table_schema(spec),
-                row_count=rows,
-                partition_row_count=rows,
-                table_name=spec.name,
-            ),
+            "dagster/column_schema": table_schema(spec),
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "dagster/partition_row_count": dg.MetadataValue.int(rows),
+            "dagster/table_name": spec.name,
             "table": spec.name,
             "storage": "postgres",
             "video_id": video_id,
