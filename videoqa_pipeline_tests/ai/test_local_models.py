@@ -47,12 +47,16 @@ def test_offline_transcription_of_generated_speech(speech_wav: Path) -> None:
     assert starts == sorted(starts) and transcript.segments[-1].end <= transcript.duration + 0.5
     words = [w for s in transcript.segments for w in s.words]
     assert len(words) >= 15, "word timestamps expected"
-    assert all(s.start - 0.05 <= w.start <= w.end <= s.end + 0.05 for s in transcript.segments for w in s.words)
+    assert all(
+        s.start - 0.05 <= w.start <= w.end <= s.end + 0.05 for s in transcript.segments for w in s.words
+    )
     assert transcript.usage.cost_usd == 0.0
 
 
 def test_transcriber_is_loaded_once_per_process() -> None:
-    assert get_transcriber(LOCAL) is get_transcriber(AIConfig.from_env({"VIDEOQA_ASR_PROVIDER": "local", "OPENAI_BASE_URL": "http://x"}))
+    assert get_transcriber(LOCAL) is get_transcriber(
+        AIConfig.from_env({"VIDEOQA_ASR_PROVIDER": "local", "OPENAI_BASE_URL": "http://x"})
+    )
 
 
 def test_missing_audio_file_is_a_permanent_error(tmp_path: Path) -> None:
