@@ -84,7 +84,9 @@ def probe_command(file: Path, as_json: bool) -> None:
 @click.option("--detector", type=click.Choice(DETECTORS), default="adaptive", show_default=True)
 @click.option("--threshold", type=float, default=None, help="Detector threshold (default: the detector's).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def scenes_command(file: Path, max_frames: int, detector: str, threshold: float | None, as_json: bool) -> None:
+def scenes_command(
+    file: Path, max_frames: int, detector: str, threshold: float | None, as_json: bool
+) -> None:
     """Detect the scenes of FILE and show which ones get a keyframe."""
     scenes = _run(lambda: detect_scenes(file, detector=detector, threshold=threshold))
     selected = select_scene_indices(len(scenes), max_frames)

@@ -45,7 +45,9 @@ class SmallFrame:
 
 
 @contextmanager
-def open_video(path: str | os.PathLike[str]) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+def open_video(
+    path: str | os.PathLike[str],
+) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
     """Open a file and its first video stream with threaded decoding.
 
     Raises:
@@ -55,7 +57,9 @@ def open_video(path: str | os.PathLike[str]) -> Iterator[tuple[av.container.Inpu
     try:
         container = av.open(os.fspath(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise MediaError(path, f"cannot be opened for decoding ({exc.strerror}); run `videoqa probe` on it") from exc
+        raise MediaError(
+            path, f"cannot be opened for decoding ({exc.strerror}); run `videoqa probe` on it"
+        ) from exc
     try:
         if not container.streams.video:
             raise NoVideoStreamError(path, "has no video stream")
@@ -85,10 +89,10 @@ def small_bgr(frame: av.VideoFrame, factor: int) -> np.ndarray:
     frame); other formats go through swscale.
     """
     if frame.format.name in _FAST_FORMATS and factor >= 2 and frame.width >= 2 * factor:
-        y = _plane(frame, 0, frame.width, frame.height)[::factor, ::factor]
+        y = plane_array(frame, 0, frame.width, frame.height)[::factor, ::factor]
         chroma = max(1, factor // 2)
-        u = _plane(frame, 1, frame.width // 2, frame.height // 2)[::chroma, ::chroma]
-        v = _plane(frame, 2, frame.width // 2, frame.height // 2)[::chroma, ::chroma]
+        u = plane_array(frame, 1, frame.width // 2, frame.height // 2)[::chroma, ::chroma]
+        v = plane_array(frame, 2, frame.width // 2, frame.height // 2)[::chroma, ::chroma]
         rows = min(y.shape[0], u.shape[0], v.shape[0])
         cols = min(y.shape[1], u.shape[1], v.shape[1])
         yuv = np.dstack((y[:rows, :cols], u[:rows, :cols], v[:rows, :cols]))
@@ -101,9 +105,10 @@ def small_bgr(frame: av.VideoFrame, factor: int) -> np.ndarray:
     return image
 
 
-def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndarray:
+def plane_array(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndarray:
+    """A zero-copy view of one 8-bit plane, without the row padding."""
     plane = frame.planes[index]
-    buffer = np.frombuffer(plane, dtype=np.uint8)
+    buffer = np.frombuffer(memoryview(plane), dtype=np.uint8)
     return buffer.reshape(plane.height, plane.line_size)[:height, :width]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from fractions import Fraction
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ import av.error
 import cv2
 import numpy as np
 
-from videoqa_pipeline.media.decode import open_video, stream_start_seconds
+from videoqa_pipeline.media.decode import open_video, plane_array, stream_start_seconds
 from videoqa_pipeline.media.errors import MediaError, TruncatedMediaError
 from videoqa_pipeline.media.scenes import Scene
 
@@ -124,7 +125,9 @@ def extract_keyframes(
                 measure_sharpness=pick_sharpest,
                 seek_threshold=seek_threshold_seconds,
             )
-            results[position] = _to_keyframe(frame, reader.relative_time(frame), sharpness, max_width, jpeg_quality)
+            results[position] = _to_keyframe(
+                frame, reader.relative_time(frame), sharpness, max_width, jpeg_quality
+            )
     logger.info("%s: extracted %d keyframe(s) with %d seek(s)", path, len(timestamps), reader.seeks)
     return [keyframe for keyframe in results if keyframe is not None]
 
@@ -166,7 +169,10 @@ class _FrameReader:
         need_seek = (
             self._frames is None
             or position is None
-            or window_start < position - 1e-6 and (self._last is None or window_start < self.relative_time(self._last))
+            or (
+                window_start < position - 1e-6
+                and (self._last is None or window_start < self.relative_time(self._last))
+            )
             or window_start - position > seek_threshold
         )
         if need_seek:
@@ -197,7 +203,9 @@ class _FrameReader:
             raise TruncatedMediaError(self.path, f"no frame could be decoded near {target:.3f} s")
         if not measure_sharpness:
             return _closest_of(candidates, target, self), None
-        scored = [(_sharpness(frame), -abs(self.relative_time(frame) - target), frame) for frame in candidates]
+        scored = [
+            (_sharpness(frame), -abs(self.relative_time(frame) - target), frame) for frame in candidates
+        ]
         best = max(scored, key=lambda item: (item[0], item[1]))
         return best[2], best[0]
 
@@ -224,15 +232,17 @@ class _FrameReader:
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         context = self.stream.codec_context
+        time_base = self.time_base or Fraction(1, 1)
         produced = 0
         try:
             for packet in self.container.demux(self.stream):
                 # Non-reference frames before the window are never shown and never needed by
                 # other frames: let the decoder drop them.
-                early = packet.pts is not None and float(packet.pts * self.time_base) < self._skip_before - 0.25
-                wanted = "NONREF" if early else "DEFAULT"
-                if str(context.skip_frame) != wanted:
-                    context.skip_frame = wanted
+                early = packet.pts is not None and float(packet.pts * time_base) < self._skip_before - 0.25
+                if early and context.skip_frame != "NONREF":
+                    context.skip_frame = "NONREF"
+                elif not early and context.skip_frame != "DEFAULT":
+                    context.skip_frame = "DEFAULT"
                 for frame in packet.decode():
                     if frame.time is not None:
                         produced += 1
@@ -267,9 +277,7 @@ def _sharpness(frame: av.VideoFrame) -> float:
     """Variance of the Laplacian of the reduced luma: a standard, cheap focus measure."""
     factor = max(1, round(frame.width / _SHARPNESS_WIDTH))
     if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuv444p", "nv12", "yuvj422p", "yuvj444p"):
-        plane = frame.planes[0]
-        luma = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)[: frame.height, : frame.width]
-        luma = luma[::factor, ::factor]
+        luma = plane_array(frame, 0, frame.width, frame.height)[::factor, ::factor]
     else:
         luma = frame.reformat(
             width=max(2, frame.width // factor), height=max(2, frame.height // factor), format="gray"
@@ -280,19 +288,20 @@ def _sharpness(frame: av.VideoFrame) -> float:
 def _to_keyframe(
     frame: av.VideoFrame, timestamp: float, sharpness: float | None, max_width: int, quality: int
 ) -> Keyframe:
-    rotation = int(round(frame.rotation or 0)) % 360
+    rotation = round(frame.rotation or 0) % 360
     display_width, display_height = (
         (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
     )
     out_width = min(max_width, display_width)
     out_height = max(2, round(display_height * out_width / display_width))
     coded_size = (out_height, out_width) if rotation in (90, 270) else (out_width, out_height)
-    image = frame.reformat(
+    image: np.ndarray = frame.reformat(
         width=coded_size[0], height=coded_size[1], format="bgr24", interpolation="AREA"
     ).to_ndarray()
     if rotation:
-        # PyAV reports the display matrix as a clockwise angle; rot90 turns counter-clockwise.
-        image = np.ascontiguousarray(np.rot90(image, k=-(rotation // 90)))
+        # PyAV reports the display matrix angle counter-clockwise, like np.rot90 turns; the
+        # result matches ffmpeg's autorotation (checked by the tests).
+        image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise MediaError(None, f"JPEG encoding failed for the frame at {timestamp:.3f} s")

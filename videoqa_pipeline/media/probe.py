@@ -7,6 +7,7 @@ the container header, the packet index and one decoded frame are read, never the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -273,7 +274,7 @@ def _first_frame_geometry(
         container.seek(0)
         for frame in container.decode(stream):
             width, height = frame.width, frame.height
-            rotation = int(round(frame.rotation)) % 360
+            rotation = round(frame.rotation) % 360
             break
         else:
             raise TruncatedMediaError(file_path, "the video stream has no decodable frames")
@@ -305,7 +306,7 @@ def _is_vfr(container: av.container.InputContainer, stream: av.video.stream.Vide
     timestamps = sorted(set(timestamps))
     if len(timestamps) < 3:
         return False
-    deltas = [b - a for a, b in zip(timestamps, timestamps[1:], strict=False)]
+    deltas = [b - a for a, b in itertools.pairwise(timestamps)]
     deltas.sort()
     # Ignore the extremes: a single odd first/last frame duration is not VFR.
     trim = max(1, len(deltas) // 50)

@@ -294,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample = make_bundled_sample(args.out)
     else:
         sample = make_sample_video(args.out, scene_seconds=args.scenes, speech=args.speech)
-    print(f"{sample.path}: {sample.duration:.2f} s, cuts at {sample.cut_times}, speech={sample.speech_text!r}")
+    print(
+        f"{sample.path}: {sample.duration:.2f} s, cuts at {sample.cut_times}, speech={sample.speech_text!r}"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ timestamped with their real presentation time so variable frame rate video gets 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -75,7 +76,9 @@ def make_detector(name: str, threshold: float | None, min_scene_len_frames: int)
             min_scene_len=min_scene_len_frames,
         )
     if name == "content":
-        return ContentDetector(threshold=27.0 if threshold is None else threshold, min_scene_len=min_scene_len_frames)
+        return ContentDetector(
+            threshold=27.0 if threshold is None else threshold, min_scene_len=min_scene_len_frames
+        )
     raise ValueError(f"unknown scene detector {name!r}; choose one of {', '.join(DETECTORS)}")
 
 
@@ -156,7 +159,7 @@ def scenes_from_cuts(cuts: list[float], duration: float, fps: float) -> list[Sce
     inner = sorted({round(c, 6) for c in cuts if 0 < c < duration})
     bounds = [0.0, *inner, duration]
     scenes = []
-    for index, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for index, (start, end) in enumerate(itertools.pairwise(bounds)):
         scenes.append(
             Scene(
                 index=index,
