@@ -67,6 +67,7 @@ def process_video(
     video_id: str | None = None,
     config_overrides: Mapping[str, Any] | None = None,
     instance: dg.DagsterInstance | None = None,
+    console_log_level: str = "WARNING",
 ) -> ProcessReport:
     """Materialize all seven assets for ``source`` and report per-step time and metadata.
 
@@ -86,9 +87,10 @@ def process_video(
     try:
         instance.add_dynamic_partitions(videos_partitions.name or "videos", [video_id])
         assets = list(definitions.assets or [])
-        run_config: dict[str, Any] = {}
+        # Dagster's console logger narrates every event at DEBUG; a CLI user wants the summary.
+        run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
         if config_overrides:
-            run_config = {"resources": {"pipeline_config": {"config": dict(config_overrides)}}}
+            run_config["resources"] = {"pipeline_config": {"config": dict(config_overrides)}}
         started = time.perf_counter()
         result = dg.materialize(
             assets,  # type: ignore[arg-type]

@@ -56,13 +56,21 @@ def _summary_line(step: str, seconds: float, metadata: dict[str, Any]) -> str:
     return f"  {step:<17} {seconds:7.2f} s  {describe(metadata)}"
 
 
-def _run_and_report(source: str, video_id: str | None, overrides: dict[str, Any], as_json: bool) -> None:
+def _run_and_report(
+    source: str, video_id: str | None, overrides: dict[str, Any], as_json: bool, verbose: bool
+) -> None:
     from videoqa_pipeline.partitions import InvalidVideoIdError
     from videoqa_pipeline.runner import process_video
 
     settings = _load_settings()
     try:
-        report = process_video(source, settings=settings, video_id=video_id, config_overrides=overrides)
+        report = process_video(
+            source,
+            settings=settings,
+            video_id=video_id,
+            config_overrides=overrides,
+            console_log_level="DEBUG" if verbose else "WARNING",
+        )
     except InvalidVideoIdError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -100,8 +108,15 @@ def _run_and_report(source: str, video_id: str | None, overrides: dict[str, Any]
 @click.option("--no-transcription", is_flag=True, help="Skip speech transcription.")
 @click.option("--no-vision", is_flag=True, help="Skip keyframe analysis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's event log while running.")
 def process(
-    source: str, video_id: str | None, max_frames: int | None, no_transcription: bool, no_vision: bool, as_json: bool
+    source: str,
+    video_id: str | None,
+    max_frames: int | None,
+    no_transcription: bool,
+    no_vision: bool,
+    as_json: bool,
+    verbose: bool,
 ) -> None:
     """Materialize every asset for one video (path or URI) in this process, on the configured storage."""
     overrides: dict[str, Any] = {}
@@ -111,17 +126,18 @@ def process(
         overrides["enable_transcription"] = False
     if no_vision:
         overrides["enable_vision_analysis"] = False
-    _run_and_report(source, video_id, overrides, as_json)
+    _run_and_report(source, video_id, overrides, as_json, verbose)
 
 
 @click.command("demo")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def demo(as_json: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's event log while running.")
+def demo(as_json: bool, verbose: bool) -> None:
     """Process the bundled sample video end to end and print what each stage produced."""
     from videoqa_pipeline.runner import bundled_sample_source
     from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID
 
-    _run_and_report(str(bundled_sample_source()), SAMPLE_VIDEO_ID, {}, as_json)
+    _run_and_report(str(bundled_sample_source()), SAMPLE_VIDEO_ID, {}, as_json, verbose)
 
 
 def register(group: click.Group) -> None:
