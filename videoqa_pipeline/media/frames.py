@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-from fractions import Fraction
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import av.error
