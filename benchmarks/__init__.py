@@ -1,0 +1,1 @@
+"""Benchmarks: long measurements, run on their own (not part of the test suite)."""
