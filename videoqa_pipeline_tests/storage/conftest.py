@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -53,23 +54,31 @@ def _system_postgres_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-@pytest.fixture(scope="session")
-def system_postgres_url() -> Iterator[str]:
-    """URL of a throwaway system PostgreSQL cluster on 127.0.0.1 (no pgvector on Debian)."""
+class PostgresUnavailable(Exception):
+    """The system PostgreSQL cannot be started here; the message says why."""
+
+
+@contextlib.contextmanager
+def system_postgres_server() -> Iterator[str]:
+    """Run a throwaway system PostgreSQL cluster on 127.0.0.1; yield its URL.
+
+    Raises:
+        PostgresUnavailable: not installed, or cannot run it as the ``postgres`` user as root.
+    """
     bin_dir = _system_postgres_bin()
     if bin_dir is None:
-        pytest.skip(
-            "system PostgreSQL not installed (apt-get install -y postgresql) - real[] fallback untested"
-        )
+        raise PostgresUnavailable("system PostgreSQL not installed (apt-get install -y postgresql)")
     prefix: list[str] = []
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and no 'postgres' user exists to run the system PostgreSQL")
+            raise PostgresUnavailable(
+                "running as root and no 'postgres' user exists to run PostgreSQL"
+            ) from None
         runuser = shutil.which("runuser")
         if runuser is None:
-            pytest.skip("running as root without runuser: cannot start the system PostgreSQL as 'postgres'")
+            raise PostgresUnavailable("running as root without runuser: cannot run PostgreSQL as 'postgres'")
         prefix = [runuser, "-u", "postgres", "--"]
     data_root = Path(tempfile.mkdtemp(prefix="videoqa-syspg-"))
     data_root.chmod(0o755)
@@ -118,7 +127,9 @@ def system_postgres_url() -> Iterator[str]:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
         details = getattr(error, "stderr", b"") or b""
         shutil.rmtree(data_root, ignore_errors=True)
-        pytest.skip(f"could not start the system PostgreSQL in {data_dir}: {error} {details.decode()[-500:]}")
+        raise PostgresUnavailable(
+            f"could not start the system PostgreSQL in {data_dir}: {error} {details.decode()[-500:]}"
+        ) from error
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
@@ -128,6 +139,20 @@ def system_postgres_url() -> Iterator[str]:
             timeout=60,
         )
         shutil.rmtree(data_root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def system_postgres_url() -> Iterator[str]:
+    """URL of a throwaway system PostgreSQL (no pgvector on Debian); skipped when unavailable."""
+    try:
+        server = system_postgres_server()
+        url = server.__enter__()
+    except PostgresUnavailable as reason:
+        pytest.skip(f"{reason} - the real[] fallback is untested here")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
 
 
 def create_scratch_database(admin_url: str) -> str:
