@@ -7,7 +7,6 @@ and attaches the metadata a person wants to see in the UI. Bad input raises
 step's retry policy.
 """
 
-
 import contextlib
 import tempfile
 import time
@@ -23,7 +22,13 @@ from videoqa_pipeline.config import PipelineConfig
 from videoqa_pipeline.fetch import SourceUnavailableError, fetched_source, file_sha256
 from videoqa_pipeline.indexing import IndexItem, TimedText, frame_text, transcript_chunks
 from videoqa_pipeline.partitions import videos_partitions
-from videoqa_pipeline.presentation import keyframe_gallery, scenes_preview, transcript_preview, usage_metadata
+from videoqa_pipeline.presentation import (
+    format_timestamp,
+    keyframe_gallery,
+    scenes_preview,
+    transcript_preview,
+    usage_metadata,
+)
 from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource
 from videoqa_pipeline.storage.blobs import blob_key
 from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID, lookup_source
@@ -200,7 +205,9 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 "has_audio": audio_key is not None,
                 "size_mb": dg.MetadataValue.float(round(video_size / 1e6, 3)),
                 "normalize_seconds": dg.MetadataValue.float(round(seconds, 2)),
-                "speed_x_realtime": dg.MetadataValue.float(round(result.duration / seconds, 2) if seconds else 0.0),
+                "speed_x_realtime": dg.MetadataValue.float(
+                    round(result.duration / seconds, 2) if seconds else 0.0
+                ),
             },
         )
 
@@ -224,7 +231,9 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         columns = ["segment_index", "start_seconds", "end_seconds", "text", "words", "language", "model"]
         audio_key = normalized["audio_blob_key"]
         if not pipeline_config.enable_transcription or audio_key is None or pd.isna(audio_key):
-            reason = "transcription disabled" if not pipeline_config.enable_transcription else "video has no audio"
+            reason = (
+                "transcription disabled" if not pipeline_config.enable_transcription else "video has no audio"
+            )
             return dg.Output(pd.DataFrame(columns=columns), metadata={"skipped": reason, "segments": 0})
         started = time.perf_counter()
         with reported_as_failure("transcript", video_id), blob_store.get().local_path(str(audio_key)) as wav:
@@ -255,7 +264,9 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 "segments": len(rows),
                 "words": words,
                 "transcribe_seconds": dg.MetadataValue.float(round(seconds, 2)),
-                "real_time_factor": dg.MetadataValue.float(round(seconds / result.duration, 3) if result.duration else 0.0),
+                "real_time_factor": dg.MetadataValue.float(
+                    round(seconds / result.duration, 3) if result.duration else 0.0
+                ),
                 "preview": dg.MetadataValue.md(transcript_preview(result.segments)),
                 **usage_metadata(result.usage),
             },
@@ -277,7 +288,10 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         video_id = context.partition_key
         normalized = _single_row(normalized_video, "normalized_video", video_id)
         started = time.perf_counter()
-        with reported_as_failure("scenes", video_id), blob_store.get().local_path(str(normalized["video_blob_key"])) as path:
+        with (
+            reported_as_failure("scenes", video_id),
+            blob_store.get().local_path(str(normalized["video_blob_key"])) as path,
+        ):
             found = media.detect_scenes(
                 path,
                 detector=pipeline_config.scene_detector,
@@ -304,7 +318,9 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             metadata={
                 "scenes": len(frame),
                 "detector": pipeline_config.scene_detector,
-                "mean_scene_seconds": dg.MetadataValue.float(round(float(lengths.mean()), 2) if len(frame) else 0.0),
+                "mean_scene_seconds": dg.MetadataValue.float(
+                    round(float(lengths.mean()), 2) if len(frame) else 0.0
+                ),
                 "detect_seconds": dg.MetadataValue.float(round(seconds, 2)),
                 "preview": dg.MetadataValue.md(scenes_preview(found)),
             },
@@ -340,8 +356,13 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         timestamps = media.keyframe_timestamps(scene_list, selected)
         store = blob_store.get()
         started = time.perf_counter()
-        with reported_as_failure("keyframes", video_id), store.local_path(str(normalized["video_blob_key"])) as path:
-            extracted = media.extract_keyframes(path, timestamps, max_width=pipeline_config.keyframe_max_width)
+        with (
+            reported_as_failure("keyframes", video_id),
+            store.local_path(str(normalized["video_blob_key"])) as path,
+        ):
+            extracted = media.extract_keyframes(
+                path, timestamps, max_width=pipeline_config.keyframe_max_width
+            )
         seconds = time.perf_counter() - started
         rows = []
         for position, (scene_position, frame) in enumerate(zip(selected, extracted, strict=True)):
@@ -363,7 +384,15 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         return dg.Output(
             pd.DataFrame(
                 rows,
-                columns=["scene_index", "timestamp_seconds", "blob_key", "width", "height", "size_bytes", "sharpness"],
+                columns=[
+                    "scene_index",
+                    "timestamp_seconds",
+                    "blob_key",
+                    "width",
+                    "height",
+                    "size_bytes",
+                    "sharpness",
+                ],
             ),
             metadata={
                 "keyframes": len(rows),
@@ -371,7 +400,9 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 "max_frames_per_video": pipeline_config.max_frames_per_video,
                 "selected_scenes": dg.MetadataValue.json([scene_list[i].index for i in selected]),
                 "extract_seconds": dg.MetadataValue.float(round(seconds, 2)),
-                "thumbnails": dg.MetadataValue.md(keyframe_gallery(extracted, [scene_list[i].index for i in selected])),
+                "thumbnails": dg.MetadataValue.md(
+                    keyframe_gallery(extracted, [scene_list[i].index for i in selected])
+                ),
             },
         )
 
@@ -393,7 +424,9 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         video_id = context.partition_key
         columns = ["scene_index", "timestamp_seconds", "caption", "labels", "ocr_text", "model"]
         if not pipeline_config.enable_vision_analysis or keyframes.empty:
-            reason = "vision analysis disabled" if not pipeline_config.enable_vision_analysis else "no keyframes"
+            reason = (
+                "vision analysis disabled" if not pipeline_config.enable_vision_analysis else "no keyframes"
+            )
             return dg.Output(pd.DataFrame(columns=columns), metadata={"skipped": reason, "frames": 0})
         store = blob_store.get()
         ordered = keyframes.sort_values("scene_index")
@@ -413,10 +446,11 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             }
             for row, analysis in zip(ordered.itertuples(), batch.analyses, strict=True)
         ]
-        with_text = sum(1 for row in rows if row["ocr_text"].strip())
+        with_text = sum(1 for analysis in batch.analyses if analysis.ocr_text.strip())
         preview = "\n".join(
-            f"- **{row['timestamp_seconds']:.1f}s**: {frame_text(row['caption'], row['labels'], row['ocr_text'])[:160]}"
-            for row in rows[:10]
+            f"- **{format_timestamp(float(row.timestamp_seconds))}** "
+            f"{frame_text(analysis.caption, analysis.labels, analysis.ocr_text)[:160]}"
+            for row, analysis in list(zip(ordered.itertuples(), batch.analyses, strict=True))[:10]
         )
         return dg.Output(
             pd.DataFrame(rows, columns=columns),
@@ -447,9 +481,20 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         ai: AIResource,
     ) -> dg.Output[pd.DataFrame]:
         video_id = context.partition_key
-        columns = ["item_index", "kind", "start_seconds", "end_seconds", "text", "model", "dimension", "embedding"]
+        columns = [
+            "item_index",
+            "kind",
+            "start_seconds",
+            "end_seconds",
+            "text",
+            "model",
+            "dimension",
+            "embedding",
+        ]
         if not pipeline_config.enable_embeddings:
-            return dg.Output(pd.DataFrame(columns=columns), metadata={"skipped": "embeddings disabled", "items": 0})
+            return dg.Output(
+                pd.DataFrame(columns=columns), metadata={"skipped": "embeddings disabled", "items": 0}
+            )
         segments = [
             TimedText(float(row.start_seconds), float(row.end_seconds), str(row.text))
             for row in transcript.sort_values("segment_index").itertuples()
@@ -460,13 +505,21 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         ]
         items: list[IndexItem] = transcript_chunks(segments, bounds)
         for row in frame_analyses.sort_values("scene_index").itertuples():
-            text = frame_text(row.caption, list(row.labels) if row.labels is not None else [], str(row.ocr_text or ""))
+            text = frame_text(
+                row.caption, list(row.labels) if row.labels is not None else [], str(row.ocr_text or "")
+            )
             if text:
                 scene = int(row.scene_index)
-                start, end = bounds[scene] if 0 <= scene < len(bounds) else (row.timestamp_seconds, row.timestamp_seconds)
+                start, end = (
+                    bounds[scene]
+                    if 0 <= scene < len(bounds)
+                    else (row.timestamp_seconds, row.timestamp_seconds)
+                )
                 items.append(IndexItem("frame", float(start), float(end), text))
         if not items:
-            return dg.Output(pd.DataFrame(columns=columns), metadata={"skipped": "nothing to embed", "items": 0})
+            return dg.Output(
+                pd.DataFrame(columns=columns), metadata={"skipped": "nothing to embed", "items": 0}
+            )
         started = time.perf_counter()
         with reported_as_failure("embeddings", video_id):
             batch = ai.embedder().embed([item.text for item in items])

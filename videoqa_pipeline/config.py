@@ -18,25 +18,42 @@ class PipelineConfig(dg.ConfigurableResource):
     """Processing options for one run; defaults come from the environment (MAX_FRAMES_PER_VIDEO, ENABLE_*)."""
 
     max_frames_per_video: int = Field(
-        default=50, ge=1, le=10_000, description="Upper bound on keyframes per video (smart selection keeps first and last)."
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Upper bound on keyframes per video (smart selection keeps first and last).",
     )
-    enable_transcription: bool = Field(default=True, description="Transcribe speech; off gives an empty transcript.")
-    enable_vision_analysis: bool = Field(default=True, description="Analyse keyframes (OCR, caption, labels).")
-    enable_embeddings: bool = Field(default=True, description="Embed transcript chunks and frame texts for search.")
-    scene_detector: str = Field(default="adaptive", description="PySceneDetect detector: adaptive or content.")
+    enable_transcription: bool = Field(
+        default=True, description="Transcribe speech; off gives an empty transcript."
+    )
+    enable_vision_analysis: bool = Field(
+        default=True, description="Analyse keyframes (OCR, caption, labels)."
+    )
+    enable_embeddings: bool = Field(
+        default=True, description="Embed transcript chunks and frame texts for search."
+    )
+    scene_detector: str = Field(
+        default="adaptive", description="PySceneDetect detector: adaptive or content."
+    )
     scene_threshold: float | None = Field(
         default=None, gt=0, description="Detector threshold; unset uses the detector's own default."
     )
     min_scene_seconds: float = Field(default=0.5, ge=0.0, le=600.0, description="Shortest scene kept.")
-    normalize_height: int = Field(default=720, ge=144, le=4320, description="Normalized video height (never upscaled).")
+    normalize_height: int = Field(
+        default=720, ge=144, le=4320, description="Normalized video height (never upscaled)."
+    )
     keyframe_max_width: int = Field(default=640, ge=64, le=3840, description="Keyframe JPEG width cap.")
-    language: str | None = Field(default=None, description="Spoken language code (e.g. en); unset detects it.")
+    language: str | None = Field(
+        default=None, description="Spoken language code (e.g. en); unset detects it."
+    )
 
     @field_validator("scene_detector")
     @classmethod
     def _known_detector(cls, value: str) -> str:
         if value not in SCENE_DETECTORS:
-            raise ValueError(f"scene_detector={value!r} is unknown: expected one of {', '.join(SCENE_DETECTORS)}")
+            raise ValueError(
+                f"scene_detector={value!r} is unknown: expected one of {', '.join(SCENE_DETECTORS)}"
+            )
         return value
 
     @classmethod

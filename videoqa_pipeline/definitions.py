@@ -19,15 +19,20 @@ def build_resources(settings: Settings) -> dict[str, object]:
     """Same keys in every environment; only their configuration changes."""
     # The connection string may hold a password: reference the variable so the UI never shows it.
     database_url: str | dg.EnvVar | None = dg.EnvVar("DATABASE_URL") if settings.database_url else None
-    database = {
-        "database_url": database_url,
-        "home": str(settings.home),
-        "pool_size": settings.postgres_pool_size,
-        "timeout_seconds": settings.postgres_timeout,
-    }
+    database_home = str(settings.home)
     return {
-        "io_manager": PostgresTableIOManager(**database),
-        "database": DatabaseResource(**database),
+        "io_manager": PostgresTableIOManager(
+            database_url=database_url,
+            home=database_home,
+            pool_size=settings.postgres_pool_size,
+            timeout_seconds=settings.postgres_timeout,
+        ),
+        "database": DatabaseResource(
+            database_url=database_url,
+            home=database_home,
+            pool_size=settings.postgres_pool_size,
+            timeout_seconds=settings.postgres_timeout,
+        ),
         "blob_store": BlobStoreResource(kind=settings.file_storage, root=str(settings.blob_root)),
         "ai": AIResource(),
         "pipeline_config": PipelineConfig.from_settings(settings),

@@ -42,7 +42,9 @@ def local_path_of(source_uri: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def fetched_source(source_uri: str, *, timeout_seconds: float = 60.0, aws_endpoint_url: str | None = None) -> Iterator[Path]:
+def fetched_source(
+    source_uri: str, *, timeout_seconds: float = 60.0, aws_endpoint_url: str | None = None
+) -> Iterator[Path]:
     """Yield a local path holding the source's bytes; temporary copies are removed afterwards.
 
     Raises:
@@ -75,7 +77,9 @@ def _download_http(url: str, target: Path, timeout_seconds: float) -> None:
             shutil.copyfileobj(response, out, CHUNK_BYTES)
     except urllib.error.HTTPError as error:
         permanent = 400 <= error.code < 500 and error.code not in (408, 429)
-        raise SourceUnavailableError(f"downloading {url} failed: HTTP {error.code} {error.reason}", permanent=permanent) from error
+        raise SourceUnavailableError(
+            f"downloading {url} failed: HTTP {error.code} {error.reason}", permanent=permanent
+        ) from error
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise SourceUnavailableError(f"downloading {url} failed: {reason}", permanent=False) from error

@@ -128,18 +128,22 @@ def _step_reports(instance: dg.DagsterInstance, run_id: str) -> list[StepReport]
         if event.event_type == dg.DagsterEventType.STEP_START:
             started.setdefault(key, entry.timestamp)
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            reports.setdefault(key, StepReport(key, 0.0)).seconds = entry.timestamp - started.get(key, entry.timestamp)
+            reports.setdefault(key, StepReport(key, 0.0)).seconds = entry.timestamp - started.get(
+                key, entry.timestamp
+            )
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             metadata = event.event_specific_data.materialization.metadata  # type: ignore[union-attr]
-            reports.setdefault(key, StepReport(key, 0.0)).metadata = {k: _plain(v) for k, v in metadata.items()}
+            reports.setdefault(key, StepReport(key, 0.0)).metadata = {
+                k: _plain(v) for k, v in metadata.items()
+            }
     return list(reports.values())
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error  # type: ignore[union-attr]
-            user_message = event.step_failure_data.user_failure_data  # type: ignore[union-attr]
+            error = event.step_failure_data.error
+            user_message = event.step_failure_data.user_failure_data
             if user_message is not None and user_message.description:
                 return user_message.description
             return error.message.strip() if error else "step failed"

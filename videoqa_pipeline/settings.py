@@ -110,7 +110,9 @@ class _Reader:
             if not item:
                 continue
             if item not in choices:
-                self.problems.append(f"{name} contains unknown value {item!r}: expected any of {', '.join(choices)}")
+                self.problems.append(
+                    f"{name} contains unknown value {item!r}: expected any of {', '.join(choices)}"
+                )
             elif item not in picked:
                 picked.append(item)
         return tuple(picked) or (default,)
@@ -228,7 +230,9 @@ class Settings:
         problems = list(self.parse_problems)
         uses_s3 = "s3" in (self.metadata_storage, self.file_storage)
         if self.storage_type == "hybrid" and self.metadata_storage == self.file_storage == "postgres":
-            problems.append("STORAGE_TYPE=hybrid needs FILE_STORAGE=s3 or local (files and metadata both in postgres is STORAGE_TYPE=postgres)")
+            problems.append(
+                "STORAGE_TYPE=hybrid needs FILE_STORAGE=s3 or local (files and metadata both in postgres is STORAGE_TYPE=postgres)"
+            )
         if uses_s3 and not self.aws_s3_bucket:
             problems.append(
                 f"STORAGE_TYPE={self.storage_type} stores data in S3 but AWS_S3_BUCKET is not set"
@@ -236,9 +240,13 @@ class Settings:
         if "sqs" in self.job_sources and not self.aws_sqs_queue_url:
             problems.append("JOB_SOURCE_TYPE includes sqs but AWS_SQS_QUEUE_URL is not set")
         if (uses_s3 or "sqs" in self.job_sources) and not _AWS_REGION.match(self.aws_region):
-            problems.append(f"AWS_REGION={self.aws_region!r} does not look like an AWS region (e.g. us-east-1)")
+            problems.append(
+                f"AWS_REGION={self.aws_region!r} does not look like an AWS region (e.g. us-east-1)"
+            )
         if "webhook" in self.job_sources and not self.webhook_secret:
-            problems.append("JOB_SOURCE_TYPE includes webhook but WEBHOOK_SECRET is not set: unsigned intake is refused")
+            problems.append(
+                "JOB_SOURCE_TYPE includes webhook but WEBHOOK_SECRET is not set: unsigned intake is refused"
+            )
         if self.database_url is not None and urlsplit(self.database_url).scheme not in (
             "postgres",
             "postgresql",
@@ -250,7 +258,9 @@ class Settings:
             if url is not None and urlsplit(url).scheme not in ("http", "https"):
                 problems.append(f"{name}={url!r} must be an http(s):// URL")
         if self.file_storage == "postgres":
-            problems.append("FILE_STORAGE=postgres (blobs inside Postgres) is not available yet: use local or s3")
+            problems.append(
+                "FILE_STORAGE=postgres (blobs inside Postgres) is not available yet: use local or s3"
+            )
         problems.extend(self.ai.problems())
         return problems
 

@@ -10,14 +10,24 @@ import click
 
 from videoqa_pipeline.settings import Settings, SettingsError
 
-STAGE_ORDER = ("source_video", "normalized_video", "transcript", "scenes", "keyframes", "frame_analyses", "embeddings")
+STAGE_ORDER = (
+    "source_video",
+    "normalized_video",
+    "transcript",
+    "scenes",
+    "keyframes",
+    "frame_analyses",
+    "embeddings",
+)
 
 
 def _load_settings() -> Settings:
     try:
         return Settings.from_env().validate()
     except SettingsError as error:
-        raise click.ClickException(f"{error}\nRun `videoqa check-config` for the effective settings.") from error
+        raise click.ClickException(
+            f"{error}\nRun `videoqa check-config` for the effective settings."
+        ) from error
 
 
 @click.command("check-config")
@@ -44,13 +54,24 @@ def check_config(as_json: bool) -> None:
 
 def _summary_line(step: str, seconds: float, metadata: dict[str, Any]) -> str:
     facts = {
-        "source_video": lambda m: f"{m.get('resolution', '?')}, {m.get('duration_seconds', '?')} s, audio {m.get('audio', '?')}",
+        "source_video": lambda m: (
+            f"{m.get('resolution', '?')}, {m.get('duration_seconds', '?')} s, audio {m.get('audio', '?')}"
+        ),
         "normalized_video": lambda m: f"{m.get('resolution', '?')}, {m.get('size_mb', '?')} MB",
-        "transcript": lambda m: m.get("skipped") or f"{m.get('segments', 0)} segments, {m.get('words', 0)} words ({m.get('model', '?')})",
+        "transcript": lambda m: (
+            m.get("skipped")
+            or f"{m.get('segments', 0)} segments, {m.get('words', 0)} words ({m.get('model', '?')})"
+        ),
         "scenes": lambda m: f"{m.get('scenes', 0)} scenes ({m.get('detector', '?')})",
         "keyframes": lambda m: f"{m.get('keyframes', 0)} keyframes of {m.get('scenes', 0)} scenes",
-        "frame_analyses": lambda m: m.get("skipped") or f"{m.get('frames', 0)} frames, {m.get('frames_with_text', 0)} with text ({m.get('model', '?')})",
-        "embeddings": lambda m: m.get("skipped") or f"{m.get('items', 0)} vectors x {m.get('dimension', '?')} ({m.get('model', '?')})",
+        "frame_analyses": lambda m: (
+            m.get("skipped")
+            or f"{m.get('frames', 0)} frames, {m.get('frames_with_text', 0)} with text ({m.get('model', '?')})"
+        ),
+        "embeddings": lambda m: (
+            m.get("skipped")
+            or f"{m.get('items', 0)} vectors x {m.get('dimension', '?')} ({m.get('model', '?')})"
+        ),
     }
     describe = facts.get(step, lambda m: "")
     return f"  {step:<17} {seconds:7.2f} s  {describe(metadata)}"
@@ -84,7 +105,9 @@ def _run_and_report(
                     "run_id": report.run_id,
                     "wall_seconds": round(report.wall_seconds, 3),
                     "peak_rss_mb": round(report.peak_rss_mb, 1),
-                    "steps": {s.name: {"seconds": round(s.seconds, 3), "metadata": s.metadata} for s in report.steps},
+                    "steps": {
+                        s.name: {"seconds": round(s.seconds, 3), "metadata": s.metadata} for s in report.steps
+                    },
                 },
                 indent=2,
                 default=str,

@@ -46,7 +46,9 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def talk_video(media_dir: Path) -> media.SampleVideo:
     """About 25 s, five visually distinct scenes, real speech when espeak-ng is installed."""
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed: cannot make a video with real speech (apt-get install espeak-ng)")
+        pytest.skip(
+            "espeak-ng is not installed: cannot make a video with real speech (apt-get install espeak-ng)"
+        )
     return media.make_sample_video(
         media_dir / "talk.mp4", scene_seconds=(5.0, 5.0, 5.0, 5.0, 5.0), speech=SPOKEN
     )

@@ -14,7 +14,15 @@ from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.storage.tables import read_partition
 
-ASSETS = ("source_video", "normalized_video", "transcript", "scenes", "keyframes", "frame_analyses", "embeddings")
+ASSETS = (
+    "source_video",
+    "normalized_video",
+    "transcript",
+    "scenes",
+    "keyframes",
+    "frame_analyses",
+    "embeddings",
+)
 
 
 def _database(settings: Settings) -> DatabaseResource:
@@ -30,7 +38,8 @@ def _retries(instance: dg.DagsterInstance, run_id: str) -> int:
     return sum(
         1
         for entry in instance.all_logs(run_id)
-        if entry.dagster_event is not None and entry.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+        if entry.dagster_event is not None
+        and entry.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
     )
 
 
@@ -45,7 +54,9 @@ def processed_talk(settings: Settings, talk_video: media.SampleVideo) -> Process
     return report
 
 
-def test_all_assets_materialize_with_expected_rows(settings: Settings, processed_talk: ProcessReport, talk_video) -> None:
+def test_all_assets_materialize_with_expected_rows(
+    settings: Settings, processed_talk: ProcessReport, talk_video
+) -> None:
     assert sorted(step.name for step in processed_talk.steps) == sorted(ASSETS)
     rows = _rows(settings, "talk")
     assert rows["source_video"] == 1 and rows["normalized_video"] == 1
@@ -118,7 +129,9 @@ def test_video_without_audio_succeeds_with_empty_transcript(settings: Settings, 
 def test_bad_input_fails_fast_with_a_readable_message(
     settings: Settings, instance: dg.DagsterInstance, bad_inputs, case: str, expected: str
 ) -> None:
-    report = process_video(str(bad_inputs[case]), settings=settings, video_id=f"bad-{case}", instance=instance)
+    report = process_video(
+        str(bad_inputs[case]), settings=settings, video_id=f"bad-{case}", instance=instance
+    )
     assert not report.success
     assert report.error is not None
     assert re.search(expected, report.error, re.IGNORECASE), report.error
@@ -129,7 +142,9 @@ def test_bad_input_fails_fast_with_a_readable_message(
 
 
 def test_missing_file_fails_fast(settings: Settings, instance: dg.DagsterInstance, tmp_path) -> None:
-    report = process_video(str(tmp_path / "nowhere.mp4"), settings=settings, video_id="missing", instance=instance)
+    report = process_video(
+        str(tmp_path / "nowhere.mp4"), settings=settings, video_id="missing", instance=instance
+    )
     assert not report.success
     assert report.error is not None and "not found" in report.error.lower()
     assert _retries(instance, report.run_id) == 0

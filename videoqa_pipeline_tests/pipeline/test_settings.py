@@ -63,7 +63,11 @@ def test_every_variable_is_parsed() -> None:
     settings = Settings.from_env(env)
     assert settings.problems() == []
     assert settings.job_sources == ("postgres", "sqs", "webhook")
-    assert (settings.storage_type, settings.metadata_storage, settings.file_storage) == ("hybrid", "postgres", "s3")
+    assert (settings.storage_type, settings.metadata_storage, settings.file_storage) == (
+        "hybrid",
+        "postgres",
+        "s3",
+    )
     assert settings.database_url == env["DATABASE_URL"]
     assert (settings.postgres_pool_size, settings.postgres_timeout) == (9, 2.5)
     assert settings.aws_sqs_queue_url == env["AWS_SQS_QUEUE_URL"]
@@ -110,7 +114,15 @@ def test_all_problems_are_reported_together() -> None:
     problems = raised.value.problems
     text = str(raised.value)
     assert len(problems) >= 6
-    for expected in ("AWS_S3_BUCKET", "AWS_SQS_QUEUE_URL", "'ftp'", "MAX_FRAMES_PER_VIDEO='lots'", "POSTGRES_POOL_SIZE", "AWS_REGION", "ENABLE_EMBEDDINGS"):
+    for expected in (
+        "AWS_S3_BUCKET",
+        "AWS_SQS_QUEUE_URL",
+        "'ftp'",
+        "MAX_FRAMES_PER_VIDEO='lots'",
+        "POSTGRES_POOL_SIZE",
+        "AWS_REGION",
+        "ENABLE_EMBEDDINGS",
+    ):
         assert expected in text, expected
 
 
@@ -135,6 +147,8 @@ def test_check_config_exits_non_zero_and_lists_problems() -> None:
     ok = CliRunner().invoke(main, ["check-config"], env={"MAX_FRAMES_PER_VIDEO": "7"})
     assert ok.exit_code == 0, ok.output
     assert "MAX_FRAMES_PER_VIDEO" in ok.output and "configuration OK" in ok.output
-    bad = CliRunner().invoke(main, ["check-config"], env={"STORAGE_TYPE": "floppy", "WORKER_MAX_ATTEMPTS": "-1"})
+    bad = CliRunner().invoke(
+        main, ["check-config"], env={"STORAGE_TYPE": "floppy", "WORKER_MAX_ATTEMPTS": "-1"}
+    )
     assert bad.exit_code == 1
     assert "STORAGE_TYPE='floppy'" in bad.output and "WORKER_MAX_ATTEMPTS" in bad.output
