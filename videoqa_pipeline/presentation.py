@@ -14,7 +14,7 @@ import dagster as dg
 import numpy as np
 
 from videoqa_pipeline.ai import TranscriptSegment, Usage
-from videoqa_pipeline.media import Keyframe, Scene
+from videoqa_pipeline.media import Keyframe, Scene, select_scene_indices
 
 THUMBNAIL_WIDTH = 160
 MAX_THUMBNAILS = 8
@@ -44,9 +44,9 @@ def keyframe_gallery(frames: Sequence[Keyframe], scene_indices: Sequence[int]) -
     """Markdown with up to MAX_THUMBNAILS inline thumbnails, spread over the video."""
     if not frames:
         return "(no keyframes)"
-    step = max(1, len(frames) // MAX_THUMBNAILS + (len(frames) % MAX_THUMBNAILS > 0))
     cells = []
-    for frame, scene in list(zip(frames, scene_indices, strict=True))[::step][:MAX_THUMBNAILS]:
+    for position in select_scene_indices(len(frames), MAX_THUMBNAILS):  # first, last, evenly between
+        frame, scene = frames[position], scene_indices[position]
         uri = thumbnail_data_uri(frame.jpeg)
         if uri:
             cells.append(f"![scene {scene} at {format_timestamp(frame.timestamp)}]({uri})")
