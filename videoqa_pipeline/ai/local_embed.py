@@ -40,12 +40,24 @@ DEFAULT_MAX_TOKENS = 256
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
-    """Error function, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), vectorised in numpy."""
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return sign * (1.0 - poly * np.exp(-a * a))
+    """Error function, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), vectorised in float32.
+
+    Constants are float32 so no step promotes the (tokens x 1536) activations to float64;
+    this and the clipping below make it ~20x faster than a naive version, without scipy.
+    """
+    # erf(9) is 1.0 in float32; clipping keeps exp(-a*a) out of the denormal range, where
+    # the CPU is ~20x slower (BERT activations reach |x| > 10).
+    a = np.minimum(np.abs(x), np.float32(9.0))
+    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
+    poly = t * (
+        np.float32(0.254829592)
+        + t
+        * (
+            np.float32(-0.284496736)
+            + t * (np.float32(1.421413741) + t * (np.float32(-1.453152027) + t * np.float32(1.061405429)))
+        )
+    )
+    return np.copysign(1.0 - poly * np.exp(-a * a), x)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -134,21 +146,27 @@ class NumpyBertEncoder:
         scale = np.float32(1.0 / math.sqrt(head_dim))
         # Padding positions get a large negative score so softmax ignores them.
         bias = ((1.0 - mask.astype(np.float32)) * np.float32(-1e9))[:, None, None, :]
+        # Dense layers run on (batch*seq, hidden) 2-D arrays and attention on contiguous
+        # 4-D arrays: numpy only hands contiguous operands to BLAS, strided ones take a
+        # loop that is ~20x slower.
+        x = x.reshape(batch * seq, self.hidden)
         for layer in self.layers:
-            qkv = x @ layer.qkv_w + layer.qkv_b
-            qkv = qkv.reshape(batch, seq, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)
+            qkv = (x @ layer.qkv_w + layer.qkv_b).reshape(batch, seq, 3, self.heads, head_dim)
+            qkv = np.ascontiguousarray(qkv.transpose(2, 0, 3, 1, 4))
             q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            scores = (q @ np.ascontiguousarray(k.transpose(0, 1, 3, 2))) * scale + bias
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
-            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, seq, self.hidden)
+            context = np.ascontiguousarray((scores @ v).transpose(0, 2, 1, 3)).reshape(
+                batch * seq, self.hidden
+            )
             x = _layer_norm(
                 context @ layer.attn_out_w + layer.attn_out_b + x, layer.attn_ln_w, layer.attn_ln_b, self.eps
             )
             hidden = _gelu(x @ layer.inter_w + layer.inter_b)
             x = _layer_norm(hidden @ layer.out_w + layer.out_b + x, layer.out_ln_w, layer.out_ln_b, self.eps)
-        return x
+        return x.reshape(batch, seq, self.hidden)
 
 
 def _looks_like_bert_dir(path: Path) -> bool:
