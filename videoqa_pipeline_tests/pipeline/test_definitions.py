@@ -1,0 +1,121 @@
+"""The code location as Dagster loads it, and the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from videoqa_pipeline.config import PipelineConfig
+from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
+from videoqa_pipeline.settings import Settings
+
+ASSETS = {
+    "source_video",
+    "normalized_video",
+    "transcript",
+    "scenes",
+    "keyframes",
+    "frame_analyses",
+    "embeddings",
+}
+
+
+def test_code_location_loads_with_every_asset_partitioned_by_video() -> None:
+    from videoqa_pipeline.definitions import defs
+
+    repository = defs.get_repository_def()
+    graph = repository.asset_graph
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == ASSETS
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert isinstance(node.partitions_def, dg.DynamicPartitionsDefinition)
+        assert node.partitions_def.name == "videos"
+        assert node.description
+    groups = {graph.get(dg.AssetKey(name)).group_name for name in ASSETS}
+    assert groups == {"ingest", "analysis", "index"}
+    upstream = {key.to_user_string() for key in graph.get(dg.AssetKey("embeddings")).parent_keys}
+    assert upstream == {"transcript", "scenes", "frame_analyses"}
+    job = defs.resolve_job_def(VIDEO_PIPELINE_JOB)
+    assert job.executor_def.name == "in_process"
+    assert set(defs.resources or {}) >= {"io_manager", "database", "blob_store", "ai", "pipeline_config"}
+
+
+def test_retry_policy_and_run_config_defaults_come_from_settings() -> None:
+    settings = Settings.from_env(
+        {"WORKER_MAX_ATTEMPTS": "4", "MAX_FRAMES_PER_VIDEO": "9", "ENABLE_VISION_ANALYSIS": "no"}
+    )
+    definitions = build_definitions(settings.validate())
+    assets = [a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    assert {a.key.to_user_string() for a in assets} == ASSETS
+    for asset in assets:
+        policy = asset.op.retry_policy
+        assert policy is not None and policy.max_retries == 3
+        assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
+    config = (definitions.resources or {})["pipeline_config"]
+    assert isinstance(config, PipelineConfig)
+    assert config.max_frames_per_video == 9 and not config.enable_vision_analysis
+
+
+def test_secrets_stay_out_of_resource_config() -> None:
+    url = "postgresql://app:s3cr3tpass@db.internal/videoqa"
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    try:
+        definitions = build_definitions(Settings.from_env().validate())
+        database = (definitions.resources or {})["database"]
+        assert "s3cr3tpass" not in repr(database.model_dump())  # type: ignore[attr-defined]
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL")
+        else:
+            os.environ["DATABASE_URL"] = previous
+
+
+def test_videoqa_demo_runs_end_to_end_from_a_fresh_folder(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "OPENAI_", "DAGSTER_HOME"))
+    }
+    env["VIDEOQA_HOME"] = str(tmp_path / "home")
+    result = subprocess.run(
+        [sys.executable, "-m", "videoqa_pipeline.cli", "demo", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["success"] and report["video_id"] == "sample"
+    steps = report["steps"]
+    assert set(steps) == ASSETS
+    assert steps["scenes"]["metadata"]["scenes"] >= 4
+    assert steps["keyframes"]["metadata"]["keyframes"] == steps["scenes"]["metadata"]["scenes"]
+    assert steps["transcript"]["metadata"]["words"] > 10
+    assert steps["embeddings"]["metadata"]["dimension"] == 384
+    assert (tmp_path / "home" / "pgdata").is_dir(), "the embedded database lives under VIDEOQA_HOME"
+
+
+def test_process_reports_bad_input_as_one_readable_line(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "OPENAI_", "DAGSTER_HOME"))
+    }
+    env["VIDEOQA_HOME"] = str(tmp_path / "home")
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "videoqa_pipeline.cli", "process", str(notes)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "notes" in result.stderr and "source_video" in result.stderr
