@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import tracemalloc
 from pathlib import Path
 from typing import IO
@@ -61,13 +61,13 @@ def test_failed_write_leaves_no_partial_blob(
     store.put_bytes("v/s/existing.bin", b"old content")
     seen_during_write: list[bytes] = []
 
-    def copy_half_then_fail(reader: IO[bytes], writer: IO[bytes], length: int = 0) -> None:
+    def copy_half_then_fail(reader: IO[bytes], writer: IO[bytes]) -> None:
         writer.write(reader.read(2 * blobs.COPY_BUFFER_BYTES))
         writer.flush()
         seen_during_write.append(store.get_bytes("v/s/existing.bin"))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(shutil, "copyfileobj", copy_half_then_fail)
+    monkeypatch.setattr(blobs, "_copy_stream", copy_half_then_fail)  # an I/O error mid-copy
 
     with pytest.raises(OSError, match="No space left"):
         store.put_file("v/s/existing.bin", source)
@@ -96,6 +96,28 @@ def test_put_file_streams_instead_of_reading_the_whole_file(store: LocalBlobStor
 
     assert store.size("v/source/large.bin") == size
     assert peak < 8 * 1024 * 1024, f"put_file held {peak / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB file"
+
+
+def test_put_file_falls_back_to_a_buffered_copy(
+    store: LocalBlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where sendfile cannot copy between regular files (e.g. macOS), a chunked copy is used."""
+    source = tmp_path / "clip.bin"
+    source.write_bytes(os.urandom(2 * blobs.COPY_BUFFER_BYTES + 5))
+
+    def refuse(*args: object) -> int:
+        raise OSError(errno.ENOTSOCK, "Socket operation on non-socket")
+
+    monkeypatch.setattr(os, "sendfile", refuse)
+    tracemalloc.start()
+    try:
+        store.put_file("v/source/clip.bin", source)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert store.get_bytes("v/source/clip.bin") == source.read_bytes()
+    assert peak < 4 * blobs.COPY_BUFFER_BYTES
 
 
 @pytest.mark.parametrize(
