@@ -1,6 +1,6 @@
 """Storage throughput benchmark (not part of the test suite).
 
-Run: ``python -m videoqa_pipeline_tests.storage.bench_storage [--rows 2000] [--blob-mb 256]``
+Run from the repository root: ``python -m benchmarks.bench_storage [--rows 2000] [--blob-mb 256]``
 
 Prints one table per measurement with a baseline measured in the same run:
 
