@@ -110,8 +110,9 @@ def plan_chunks(
 ) -> list[tuple[float, float]]:
     """Split ``[0, duration]`` into chunks no longer than ``max_chunk`` seconds, cutting in silences.
 
-    Each cut goes in the middle of the last silence that ends a chunk early enough; when a
-    stretch has no silence at all the chunk is cut hard at ``max_chunk``.
+    Each cut goes in the middle of the last silence of the window (or at the window's end
+    when a silence straddles it); when a stretch has no silence at all the chunk is cut
+    hard at ``max_chunk``.
 
     Returns:
         ``(start, end)`` pairs covering the whole duration in order.
@@ -120,11 +121,12 @@ def plan_chunks(
         raise ValueError("max_chunk must be positive")
     chunks: list[tuple[float, float]] = []
     start = 0.0
-    midpoints = [(a + b) / 2 for a, b in silences]
     while duration - start > max_chunk:
         limit = start + max_chunk
-        # Prefer a cut in the second half of the window so chunks stay reasonably large.
-        candidates = [m for m in midpoints if start + max_chunk / 2 <= m <= limit]
+        # Cut in the middle of a silence, or at the limit when a silence straddles it;
+        # prefer the second half of the window so chunks stay reasonably large.
+        candidates = [min((a + b) / 2, limit) for a, b in silences if a < limit]
+        candidates = [c for c in candidates if c >= start + max_chunk / 2]
         cut = max(candidates) if candidates else limit
         chunks.append((start, cut))
         start = cut

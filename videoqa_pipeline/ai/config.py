@@ -138,6 +138,12 @@ class AIConfig:
             parse_problems=tuple(problems),
         )
 
+    def __hash__(self) -> int:
+        # The generated hash would fail on the prices dict; hash what identifies the config.
+        return hash(
+            (*self.cache_key("transcription"), *self.cache_key("vision"), *self.cache_key("embedding"))
+        )
+
     def provider_for(self, protocol: str) -> str:
         """Return the provider of ``protocol`` (``transcription``, ``vision`` or ``embedding``)."""
         return {

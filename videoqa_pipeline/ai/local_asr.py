@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from videoqa_pipeline.ai.audio import cut_wav, detect_silences, plan_chunks, wav_duration
 from videoqa_pipeline.ai.errors import AIProviderError
 from videoqa_pipeline.ai.packaged_models import packaged_whisper_dir
 from videoqa_pipeline.ai.types import Transcript, TranscriptSegment, Usage, Word
@@ -33,6 +35,10 @@ from videoqa_pipeline.ai.types import Transcript, TranscriptSegment, Usage, Word
 logger = logging.getLogger(__name__)
 
 DEFAULT_BEAM_SIZE = 5
+# faster-whisper decodes a whole file into memory (16 kHz float32 = 230 MB per hour, plus
+# copies). Longer WAVs are cut in silences into windows of at most this length so memory
+# stays bounded whatever the video length.
+DEFAULT_WINDOW_SECONDS = 600.0
 
 
 class LocalWhisperTranscriber:
@@ -66,6 +72,7 @@ class LocalWhisperTranscriber:
             model_path = model
             self.model_name = f"faster-whisper:{Path(model).name if os.path.isdir(model) else model}"
         self._beam_size = beam_size
+        self.window_seconds = DEFAULT_WINDOW_SECONDS
         self._lock = threading.Lock()
         started = time.perf_counter()
         try:
@@ -109,6 +116,47 @@ class LocalWhisperTranscriber:
                 permanent=True,
             )
         started = time.perf_counter()
+        try:
+            total = wav_duration(path)
+        except Exception:  # not a PCM WAV: let faster-whisper decode it in one piece
+            total = 0.0
+        if total > self.window_seconds:
+            transcript = self._transcribe_windows(path, total, language)
+        else:
+            language_found, segments, duration = self._transcribe_piece(path, 0.0, language)
+            transcript = Transcript(
+                language=language_found,
+                segments=segments,
+                model=self.model_name,
+                usage=Usage(requests=1, audio_seconds=duration),
+                duration=duration,
+            )
+        logger.debug(
+            "Transcribed %s (%.1fs audio) in %.2fs",
+            path.name,
+            transcript.duration,
+            time.perf_counter() - started,
+        )
+        return transcript
+
+    def _transcribe_windows(self, path: Path, total: float, language: str | None) -> Transcript:
+        plan = plan_chunks(total, self.window_seconds, detect_silences(path))
+        logger.info("%s is %.0fs long: transcribing it in %d windows", path.name, total, len(plan))
+        segments: list[TranscriptSegment] = []
+        with tempfile.TemporaryDirectory(prefix="videoqa-asr-") as tmp:
+            for index, (start, end) in enumerate(plan):
+                chunk = cut_wav(path, start, end, Path(tmp) / f"window{index:04d}.wav")
+                # The language found in the first window is kept so every window agrees.
+                language, piece, _duration = self._transcribe_piece(chunk.path, start, language)
+                segments.extend(piece)
+                chunk.path.unlink(missing_ok=True)
+        return Transcript(
+            language, segments, self.model_name, Usage(requests=len(plan), audio_seconds=total), total
+        )
+
+    def _transcribe_piece(
+        self, path: Path, offset: float, language: str | None
+    ) -> tuple[str | None, list[TranscriptSegment], float]:
         with self._lock:
             try:
                 raw_segments, info = self._model.transcribe(
@@ -118,32 +166,29 @@ class LocalWhisperTranscriber:
                     vad_filter=True,
                     word_timestamps=True,
                 )
-                segments = [_convert_segment(segment) for segment in raw_segments]
-            except AIProviderError:
-                raise
+                segments = [_convert_segment(segment, offset) for segment in raw_segments]
             except Exception as exc:  # PyAV decode errors, invalid language codes, ...
                 raise AIProviderError(
                     f"Transcription of {path} failed: {exc}. Check that the file is a readable audio file "
                     f"(e.g. 16 kHz mono WAV) and that language={language!r} is a valid ISO 639-1 code.",
                     permanent=True,
                 ) from exc
-        logger.debug(
-            "Transcribed %s (%.1fs audio) in %.2fs", path.name, info.duration, time.perf_counter() - started
-        )
-        return Transcript(
-            language=info.language,
-            segments=segments,
-            model=self.model_name,
-            usage=Usage(requests=1, audio_seconds=float(info.duration)),
-            duration=float(info.duration),
-        )
+        return info.language, segments, float(info.duration)
 
 
-def _convert_segment(segment: Any) -> TranscriptSegment:
+def _convert_segment(segment: Any, offset: float) -> TranscriptSegment:
     words = tuple(
-        Word(start=float(w.start), end=float(w.end), text=w.word.strip(), probability=float(w.probability))
+        Word(
+            start=float(w.start) + offset,
+            end=float(w.end) + offset,
+            text=w.word.strip(),
+            probability=float(w.probability),
+        )
         for w in (segment.words or ())
     )
     return TranscriptSegment(
-        start=float(segment.start), end=float(segment.end), text=segment.text.strip(), words=words
+        start=float(segment.start) + offset,
+        end=float(segment.end) + offset,
+        text=segment.text.strip(),
+        words=words,
     )

@@ -17,6 +17,10 @@ def test_plan_cuts_inside_silences_and_covers_everything() -> None:
     assert all(end - start <= 10.0 for start, end in chunks)
 
 
+def test_plan_cuts_at_the_limit_inside_a_silence_that_straddles_it() -> None:
+    assert plan_chunks(20.0, 10.0, [(9.0, 12.0)]) == [(0.0, 10.0), (10.0, 20.0)]
+
+
 def test_plan_cuts_hard_when_there_is_no_silence() -> None:
     assert plan_chunks(25.0, 10.0, []) == [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
     assert plan_chunks(5.0, 10.0, []) == [(0.0, 5.0)]

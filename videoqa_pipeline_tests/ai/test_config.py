@@ -84,3 +84,10 @@ def test_usage_adds_and_serialises() -> None:
     )
     assert total == Usage(requests=3, audio_seconds=1.5, images=3, input_tokens=10, cost_usd=0.001)
     assert total.to_dict()["requests"] == 3
+
+
+def test_config_is_hashable_and_equal_by_value() -> None:
+    env = {"OPENAI_API_KEY": SECRET, "VIDEOQA_VISION_MODEL": "gpt-4.1-mini"}
+    assert AIConfig.from_env(env) == AIConfig.from_env(env)
+    assert hash(AIConfig.from_env(env)) == hash(AIConfig.from_env(env))
+    assert AIConfig.from_env(env) != AIConfig.from_env({})

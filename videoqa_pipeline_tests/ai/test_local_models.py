@@ -124,3 +124,40 @@ def test_embeddings_do_not_depend_on_batch_composition() -> None:
     together = embedder.embed(["short", "a much longer sentence " * 20, ""]).vectors
     np.testing.assert_allclose(alone, together[0], atol=1e-5)
     assert np.isfinite(together).all()
+
+
+def test_long_audio_is_transcribed_in_windows_with_offsets(gapped_speech_wav: Path, speech_wav: Path) -> None:
+    """Windows bound memory on long files; times must stay relative to the whole file."""
+    from videoqa_pipeline.ai.local_asr import LocalWhisperTranscriber
+
+    windowed = LocalWhisperTranscriber()
+    windowed.window_seconds = 6.0  # tiny windows: tiny.en loses context below ~5 s
+    transcript = windowed.transcribe(gapped_speech_wav)
+    assert transcript.usage.requests >= 3  # one model call per window
+    assert word_error_rate(SPEECH_TEXT, transcript.text) <= 0.35, transcript.text
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    last = transcript.segments[-1]
+    assert last.start > 8.0 and last.words and last.words[0].start >= last.start - 0.05  # offset applied
+    assert transcript.duration == pytest.approx(transcript.usage.audio_seconds)
+
+
+def test_numpy_runtime_matches_sentence_transformers() -> None:
+    """The torch-free encoder must reproduce the reference implementation (cosine > 0.999)."""
+    sentence_transformers = pytest.importorskip(
+        "sentence_transformers", reason="reference implementation not installed"
+    )
+    from videoqa_pipeline.ai.packaged_models import packaged_minilm_dir
+
+    texts = [
+        "A man is playing a guitar on stage.",
+        "",
+        "Prices rose 3.5% in Q3 (see https://example.com/report).",
+        "word " * 400,  # longer than the 256-token limit: both truncate
+        "Ünïcödé text \u2013 with dashes and emoji \U0001f3ac",
+    ]
+    reference = sentence_transformers.SentenceTransformer(str(packaged_minilm_dir()), device="cpu")
+    expected = reference.encode(texts, normalize_embeddings=True)
+    actual = get_embedder(LOCAL).embed(texts).vectors
+    agreement = (expected * actual).sum(axis=1)
+    assert agreement.min() > 0.999, agreement
