@@ -20,7 +20,7 @@ Environment variables:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,8 +169,14 @@ class AIConfig:
             return DEFAULT_OPENAI_MODELS[protocol]
         return DEFAULT_LOCAL_MODELS[protocol]
 
-    def problems(self) -> list[str]:
-        """Return every invalid setting as a readable sentence (no secrets); empty when valid."""
+    def problems(self, protocols: Iterable[str] | None = None) -> list[str]:
+        """Return every invalid setting as a readable sentence (no secrets); empty when valid.
+
+        Args:
+            protocols: Only check the providers of these protocols (``transcription``,
+                ``vision``, ``embedding``); ``None`` checks all of them.
+        """
+        wanted = set(protocols) if protocols is not None else {"transcription", "vision", "embedding"}
         found = list(self.parse_problems)
         env_names = {
             "transcription": "VIDEOQA_ASR_PROVIDER",
@@ -179,6 +185,8 @@ class AIConfig:
         }
         uses_openai = False
         for protocol, env_name in env_names.items():
+            if protocol not in wanted:
+                continue
             provider = self.provider_for(protocol)
             if provider not in PROVIDERS:
                 found.append(

@@ -28,9 +28,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _config() -> AIConfig:
+def _config(protocol: str) -> AIConfig:
     config = AIConfig.from_env(os.environ)
-    problems = config.problems()
+    problems = config.problems([protocol])
     if problems:
         raise click.ClickException("invalid AI settings: " + " ".join(problems))
     return config
@@ -62,7 +62,7 @@ def _extract_wav(src: Path, dest: Path) -> Path | None:
 @click.option("--language", default=None, metavar="xx", help="ISO 639-1 language hint (default: detect).")
 def transcribe_command(file: Path, as_json: bool, language: str | None) -> None:
     """Transcribe the speech in an audio or video FILE."""
-    config = _config()
+    config = _config("transcription")
 
     transcriber = _run(lambda: get_transcriber(config))
     with tempfile.TemporaryDirectory(prefix="videoqa-transcribe-") as tmp:
@@ -89,7 +89,7 @@ def transcribe_command(file: Path, as_json: bool, language: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
 def analyze_frame_command(image: Path, as_json: bool) -> None:
     """Describe an IMAGE (JPEG or PNG): caption, labels, visible text."""
-    config = _config()
+    config = _config("vision")
     data = _run(image.read_bytes)
     analyzer = _run(lambda: get_frame_analyzer(config))
     batch = _run(lambda: analyzer.analyze([data]))
@@ -118,7 +118,7 @@ def analyze_frame_command(image: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {model, dimension, vectors}.")
 def embed_command(texts: tuple[str, ...], as_json: bool) -> None:
     """Embed TEXT... and show how similar they are to each other (cosine)."""
-    config = _config()
+    config = _config("embedding")
     embedder = _run(lambda: get_embedder(config))
     batch = _run(lambda: embedder.embed(list(texts)))
     if as_json:

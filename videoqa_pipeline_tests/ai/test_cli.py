@@ -99,3 +99,10 @@ def test_bad_settings_are_one_readable_line() -> None:
     result = CliRunner(env={"VIDEOQA_AI_PROVIDER": "bogus"}).invoke(main, ["embed", "x"])
     assert result.exit_code == 1
     assert "bogus" in result.stderr and "Traceback" not in result.output
+
+
+def test_settings_of_other_protocols_do_not_block_a_command() -> None:
+    result = CliRunner(env={"VIDEOQA_AI_PROVIDER": "local", "VIDEOQA_VISION_PROVIDER": "bogus"}).invoke(
+        main, ["embed", "x"]
+    )
+    assert result.exit_code == 0, result.output

@@ -56,6 +56,12 @@ def test_every_bad_value_is_reported_and_no_secret_leaks() -> None:
     assert "…1234" in config.describe()["openai_api_key"]
 
 
+def test_problems_can_be_limited_to_some_protocols() -> None:
+    config = AIConfig.from_env({"VIDEOQA_VISION_PROVIDER": "bogus"})
+    assert config.problems(["embedding"]) == []
+    assert len(config.problems(["vision"])) == 1 and len(config.problems()) == 1
+
+
 def test_openai_without_key_or_base_url_is_a_problem() -> None:
     problems = AIConfig.from_env({"VIDEOQA_AI_PROVIDER": "openai"}).problems()
     assert any("OPENAI_API_KEY" in p for p in problems)
