@@ -203,6 +203,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 "video": dg.MetadataValue.path(video_uri),
                 "resolution": f"{result.width}x{result.height}",
                 "has_audio": audio_key is not None,
+                "video_encoding": "re-encoded (H.264)" if result.reencoded else "stream copy (already H.264)",
                 "size_mb": dg.MetadataValue.float(round(video_size / 1e6, 3)),
                 "normalize_seconds": dg.MetadataValue.float(round(seconds, 2)),
                 "speed_x_realtime": dg.MetadataValue.float(

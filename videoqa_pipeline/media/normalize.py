@@ -2,6 +2,9 @@
 
 One ffmpeg process writes both outputs (H.264 MP4 and 16 kHz mono WAV), so the source is
 demuxed and decoded exactly once. ffmpeg streams the file; nothing is held in Python memory.
+A source that already is what we would produce (8-bit yuv420p H.264 in MP4/MOV, even
+dimensions within the height limit, no rotation) is remuxed instead of re-encoded: phone
+and screen recordings often are, and copying costs a fraction of a decode.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ DEFAULT_PRESET = "veryfast"
 DEFAULT_CRF = 23
 
 
+_COPYABLE_CONTAINERS = {"mov", "mp4"}
+
+
 @dataclass(frozen=True)
 class NormalizedMedia:
     """The normalized outputs of one video.
@@ -39,6 +45,7 @@ class NormalizedMedia:
         height: Height of the normalized video (even, at most ``max_height``).
         fps: Average frame rate of the source (timestamps are kept as they were).
         duration: Duration of the source in seconds.
+        reencoded: False when the video stream was copied as it was (already compliant).
     """
 
     video_path: Path
@@ -47,6 +54,7 @@ class NormalizedMedia:
     height: int
     fps: float
     duration: float
+    reencoded: bool = True
 
 
 def target_size(width: int, height: int, max_height: int) -> tuple[int, int]:
@@ -72,6 +80,24 @@ def target_size(width: int, height: int, max_height: int) -> tuple[int, int]:
     return out_width, out_height
 
 
+def can_copy_video(info: MediaInfo, max_height: int) -> bool:
+    """True when the source video stream already meets every normalized-output rule."""
+    video = info.video
+    if video is None:
+        return False
+    containers = set(info.container.split(","))
+    return (
+        video.codec == "h264"
+        and video.pix_fmt == "yuv420p"
+        and (video.bit_depth or 8) == 8
+        and video.rotation == 0
+        and video.height <= max_height
+        and video.width % 2 == 0
+        and video.height % 2 == 0
+        and bool(containers & _COPYABLE_CONTAINERS)
+    )
+
+
 def normalize(
     src: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -80,6 +106,7 @@ def normalize(
     info: MediaInfo | None = None,
     preset: str = DEFAULT_PRESET,
     crf: int = DEFAULT_CRF,
+    allow_copy: bool = True,
 ) -> NormalizedMedia:
     """Transcode a video to H.264 MP4 (and its audio to 16 kHz mono WAV) in one ffmpeg call.
 
@@ -91,6 +118,7 @@ def normalize(
         info: The result of :func:`probe` on ``src`` when the caller already has it.
         preset: x264 speed preset.
         crf: x264 constant rate factor (lower is better quality, bigger files).
+        allow_copy: Remux instead of re-encoding when the source is already compliant.
 
     Returns:
         Paths and facts of the outputs.
@@ -107,13 +135,18 @@ def normalize(
     video_path = out / VIDEO_FILENAME
     audio_path = out / AUDIO_FILENAME if info.audio is not None else None
     width, height = target_size(info.video.width, info.video.height, max_height)
+    copy = allow_copy and can_copy_video(info, max_height)
 
     source = ffmpeg.input(os.fspath(src))
-    # ffmpeg applies the display matrix (autorotate) before our filters, so the scale
-    # below works on displayed dimensions and the output carries no rotation flag.
-    video = source.video.filter("scale", width, height, flags="bicubic").filter("setsar", 1)
-    outputs = [
-        ffmpeg.output(
+    if copy:
+        video_output = ffmpeg.output(
+            source.video, str(video_path), vcodec="copy", movflags="+faststart", map_metadata=-1
+        )
+    else:
+        # ffmpeg applies the display matrix (autorotate) before our filters, so the scale
+        # below works on displayed dimensions and the output carries no rotation flag.
+        video = source.video.filter("scale", width, height, flags="bicubic").filter("setsar", 1)
+        video_output = ffmpeg.output(
             video,
             str(video_path),
             vcodec="libx264",
@@ -124,7 +157,7 @@ def normalize(
             fps_mode="vfr",
             **{"metadata:s:v:0": "rotate=0"},
         )
-    ]
+    outputs = [video_output]
     if audio_path is not None:
         outputs.append(_wav_output(source, audio_path))
     command = (
@@ -133,7 +166,7 @@ def normalize(
         .overwrite_output()
         .compile(cmd=ffmpeg_executable())
     )
-    logger.info("Normalizing %s to %dx%d (%s)", src, width, height, out)
+    logger.info("Normalizing %s to %dx%d (%s)%s", src, width, height, out, " by stream copy" if copy else "")
     run_ffmpeg(command, path=src, step="normalize")
     if audio_path is not None and not audio_path.exists():
         audio_path = None
@@ -144,6 +177,7 @@ def normalize(
         height=height,
         fps=info.video.fps,
         duration=info.duration,
+        reencoded=not copy,
     )
 
 

@@ -155,3 +155,26 @@ def test_extract_audio(cut_video: SampleVideo, variants: dict[str, Path], tmp_pa
     with wave.open(str(wav_path)) as wav:
         assert (wav.getframerate(), wav.getnchannels()) == (16000, 1)
     assert extract_audio(variants["no_audio"], tmp_path / "none.wav") is None
+
+
+def test_compliant_h264_is_remuxed_not_reencoded(cut_video: SampleVideo, tmp_path: Path) -> None:
+    copied = normalize(cut_video.path, tmp_path / "copy")
+    encoded = normalize(cut_video.path, tmp_path / "encode", allow_copy=False)
+    assert not copied.reencoded and encoded.reencoded
+    with av.open(str(cut_video.path)) as source, av.open(str(copied.video_path)) as result:
+        source_packets = [bytes(p) for p in source.demux(video=0) if p.size]
+        result_packets = [bytes(p) for p in result.demux(video=0) if p.size]
+    assert result_packets == source_packets, "the compressed video is carried over bit for bit"
+    atoms = top_level_atoms(copied.video_path)
+    assert atoms.index("moov") < atoms.index("mdat")
+    assert copied.audio_path is not None and copied.audio_path.stat().st_size > 0
+
+
+def test_sources_needing_changes_are_reencoded(
+    variants: dict[str, Path], rotated_mp4: Path, tmp_path: Path
+) -> None:
+    assert normalize(variants["uhd"], tmp_path / "uhd").reencoded
+    assert normalize(variants["odd"], tmp_path / "odd").reencoded
+    assert normalize(rotated_mp4, tmp_path / "rotated").reencoded
+    small = normalize(variants["no_audio"], tmp_path / "small", max_height=100)
+    assert small.reencoded and small.height <= 100
