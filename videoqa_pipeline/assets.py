@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from videoqa_pipeline import media
-from videoqa_pipeline.ai import AIProviderError
+from videoqa_pipeline.ai import AIProviderError, FrameAnalysis, Usage
 from videoqa_pipeline.config import PipelineConfig
 from videoqa_pipeline.fetch import SourceUnavailableError, fetched_source, file_sha256
 from videoqa_pipeline.indexing import IndexItem, TimedText, frame_text, transcript_chunks
@@ -36,6 +36,7 @@ from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID, lookup_source
 SOURCE_URI_TAG = "videoqa/source_uri"
 AI_POOL = "videoqa_ai"
 TRANSCODE_POOL = "videoqa_transcode"
+FRAME_BATCH_SIZE = 16
 
 
 @contextlib.contextmanager
@@ -431,10 +432,18 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             return dg.Output(pd.DataFrame(columns=columns), metadata={"skipped": reason, "frames": 0})
         store = blob_store.get()
         ordered = keyframes.sort_values("scene_index")
-        images = [store.get_bytes(str(key)) for key in ordered["blob_key"]]
+        analyzer = ai.frame_analyzer()
+        keys = [str(key) for key in ordered["blob_key"]]
+        analyses: list[FrameAnalysis] = []
+        usage = Usage()
         started = time.perf_counter()
         with reported_as_failure("frame_analyses", video_id):
-            batch = ai.frame_analyzer().analyze(images)
+            # Bounded batches: only a few JPEGs are in memory at once, however many keyframes.
+            for first in range(0, len(keys), FRAME_BATCH_SIZE):
+                images = [store.get_bytes(key) for key in keys[first : first + FRAME_BATCH_SIZE]]
+                batch = analyzer.analyze(images)
+                analyses.extend(batch.analyses)
+                usage = usage + batch.usage
         seconds = time.perf_counter() - started
         rows = [
             {
@@ -445,23 +454,23 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 "ocr_text": analysis.ocr_text,
                 "model": analysis.model,
             }
-            for row, analysis in zip(ordered.itertuples(), batch.analyses, strict=True)
+            for row, analysis in zip(ordered.itertuples(), analyses, strict=True)
         ]
-        with_text = sum(1 for analysis in batch.analyses if analysis.ocr_text.strip())
+        with_text = sum(1 for analysis in analyses if analysis.ocr_text.strip())
         preview = "\n".join(
             f"- **{format_timestamp(float(row.timestamp_seconds))}** "
             f"{frame_text(analysis.caption, analysis.labels, analysis.ocr_text)[:160]}"
-            for row, analysis in list(zip(ordered.itertuples(), batch.analyses, strict=True))[:10]
+            for row, analysis in list(zip(ordered.itertuples(), analyses, strict=True))[:10]
         )
         return dg.Output(
             pd.DataFrame(rows, columns=columns),
             metadata={
-                "model": batch.model,
+                "model": analyzer.model_name,
                 "frames": len(rows),
                 "frames_with_text": with_text,
                 "ms_per_frame": dg.MetadataValue.float(round(1000 * seconds / max(1, len(rows)), 1)),
                 "preview": dg.MetadataValue.md(preview or "(nothing found)"),
-                **usage_metadata(batch.usage),
+                **usage_metadata(usage),
             },
         )
 
