@@ -1,0 +1,654 @@
+"""End-to-end throughput and orchestration overhead of the video pipeline on this machine.
+
+Run: ``python benchmarks/bench_pipeline.py [--videos 10] [--seconds 30] [--executor-videos 2]``
+(or ``python -m benchmarks.bench_pipeline``).
+
+Generated videos (five or six scenes, real speech when espeak-ng is installed) go through the
+pipeline in several ways, all in the same run and on the same embedded PostgreSQL and blob store:
+
+* **direct**: the media/AI functions the assets call, in the same order, in one process, with
+  the same blob puts and ``replace_partition`` table writes: the baseline. Models are loaded
+  once (a warm-up video) as in a long-lived worker.
+* **dagster in-process**: :func:`videoqa_pipeline.runner.process_video` (``dg.materialize``,
+  the project's in-process executor, an on-disk instance with the repo's ``dagster.yaml``).
+  Direct and Dagster runs alternate video by video so that drift in machine load hits both.
+* on the first ``--executor-videos`` videos, the choices of executor and launcher:
+  ``execute_job`` of the ``video_pipeline`` job with ``in_process_executor`` and with
+  ``multiprocess_executor`` (a process per step), and a run started the way ``dagster dev``'s
+  run launcher starts one: ``dagster job execute`` in a fresh process, which also pays Python
+  start-up, imports and model loading for every run.
+
+**Orchestration overhead per video** = wall time of a mode minus the direct time of the same
+video. The target is at most 1.5 s per video for the mode the project uses.
+
+Prints per-stage mean seconds, videos/hour, overhead and ratios against direct, and peak RSS.
+The embedded PostgreSQL server is a separate process and is not in the RSS figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python benchmarks/bench_pipeline.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+import dagster as dg  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from videoqa_pipeline import media  # noqa: E402
+from videoqa_pipeline.ai import AIConfig, get_embedder, get_frame_analyzer, get_transcriber  # noqa: E402
+from videoqa_pipeline.assets import SOURCE_URI_TAG  # noqa: E402
+from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions  # noqa: E402
+from videoqa_pipeline.fetch import file_sha256  # noqa: E402
+from videoqa_pipeline.indexing import IndexItem, TimedText, frame_text, transcript_chunks  # noqa: E402
+from videoqa_pipeline.partitions import videos_partitions  # noqa: E402
+from videoqa_pipeline.presentation import keyframe_gallery, scenes_preview, transcript_preview  # noqa: E402
+from videoqa_pipeline.runner import process_video  # noqa: E402
+from videoqa_pipeline.settings import Settings  # noqa: E402
+from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore, blob_key  # noqa: E402
+from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database  # noqa: E402
+from videoqa_pipeline.storage.embedded import release_embedded_database  # noqa: E402
+from videoqa_pipeline.storage.schema import TABLES  # noqa: E402
+from videoqa_pipeline.storage.tables import replace_partition  # noqa: E402
+
+logger = logging.getLogger("bench_pipeline")
+
+STAGES = (
+    "source_video",
+    "normalized_video",
+    "transcript",
+    "scenes",
+    "keyframes",
+    "frame_analyses",
+    "embeddings",
+)
+TARGET_OVERHEAD_SECONDS = 1.5
+SPEECH = (
+    "Welcome to the quarterly review. Revenue grew in every region this year. "
+    "The new warehouse in Lyon opens in March. Customer support answered most tickets within a day. "
+    "The design team shipped the mobile app redesign. Next quarter we focus on search and reliability. "
+    "Thank you all for the hard work and see you at the offsite."
+)
+# Settings that would move the pipeline off the zero-setup default this benchmark measures.
+_NON_DEFAULT_SETTINGS = (
+    "DATABASE_URL",
+    "STORAGE_TYPE",
+    "METADATA_STORAGE",
+    "FILE_STORAGE",
+    "VIDEOQA_BLOB_DIR",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "VIDEOQA_AI_PROVIDER",
+    "VIDEOQA_ASR_PROVIDER",
+    "VIDEOQA_VISION_PROVIDER",
+    "VIDEOQA_EMBED_PROVIDER",
+    "MAX_FRAMES_PER_VIDEO",
+    "ENABLE_TRANSCRIPTION",
+    "ENABLE_VISION_ANALYSIS",
+    "ENABLE_EMBEDDINGS",
+)
+
+
+# --- jobs for reconstructable(): module-level factories, rebuilt from the environment in each process ---
+
+
+def _pipeline_job(executor: dg.ExecutorDefinition, name: str) -> dg.JobDefinition:
+    base = build_definitions(Settings.from_env(os.environ).validate())
+    job = dg.define_asset_job(name, selection=dg.AssetSelection.all(), executor_def=executor)
+    definitions = dg.Definitions(assets=base.assets, jobs=[job], resources=base.resources)
+    return definitions.resolve_job_def(name)
+
+
+def video_pipeline_in_process_job() -> dg.JobDefinition:
+    """The pipeline job with the in-process executor (the project's choice)."""
+    return _pipeline_job(dg.in_process_executor, "video_pipeline_in_process")
+
+
+def video_pipeline_multiprocess_job() -> dg.JobDefinition:
+    """The pipeline job with Dagster's default multiprocess executor (a process per step)."""
+    return _pipeline_job(dg.multiprocess_executor, "video_pipeline_multiprocess")
+
+
+# --- measurements ---
+
+
+@dataclass
+class Measurement:
+    """One video through one mode."""
+
+    mode: str
+    video_index: int
+    wall_seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    ok: bool = True
+    error: str | None = None
+
+
+@contextmanager
+def _timed(into: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[stage] = into.get(stage, 0.0) + time.perf_counter() - started
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """High-water resident memory of this process (or of its largest waited-for child), in MB."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def process_direct(
+    video_id: str, path: Path, store: BlobStore, database: Database, ai: AIConfig, max_frames: int
+) -> dict[str, float]:
+    """Every stage of the pipeline as plain function calls, mirroring ``assets.py`` step for step.
+
+    Returns:
+        Seconds per stage, including its blob and table writes.
+    """
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "source_video"):
+        info = media.probe(path)
+        key = blob_key(video_id, "source", f"original{path.suffix.lower()}")
+        store.put_file(key, path)
+        video, audio = info.video, info.audio
+        assert video is not None
+        source_row = {
+            "source_uri": str(path),
+            "blob_key": key,
+            "size_bytes": info.size,
+            "sha256": file_sha256(path),
+            "duration_seconds": info.duration,
+            "container": info.container,
+            "video_codec": video.codec,
+            "width": video.width,
+            "height": video.height,
+            "fps": video.fps,
+            "frame_count": video.frame_count,
+            "vfr": video.vfr,
+            "rotation": video.rotation,
+            "has_audio": audio is not None,
+            "audio_codec": audio.codec if audio else None,
+            "audio_sample_rate": audio.sample_rate if audio else None,
+            "audio_channels": audio.channels if audio else None,
+        }
+        replace_partition(database, TABLES["source_video"], video_id, pd.DataFrame([source_row]))
+
+    with _timed(seconds, "normalized_video"), tempfile.TemporaryDirectory(prefix="bench-normalize-") as tmp:
+        normalized = media.normalize(path, Path(tmp), max_height=720)
+        video_key = blob_key(video_id, "normalized", "video.mp4")
+        store.put_file(video_key, normalized.video_path)
+        audio_key = None
+        if normalized.audio_path is not None:
+            audio_key = blob_key(video_id, "normalized", "audio.wav")
+            store.put_file(audio_key, normalized.audio_path)
+        normalized_row = {
+            "video_blob_key": video_key,
+            "audio_blob_key": audio_key,
+            "width": normalized.width,
+            "height": normalized.height,
+            "fps": normalized.fps,
+            "duration_seconds": normalized.duration,
+            "video_size_bytes": normalized.video_path.stat().st_size,
+            "audio_size_bytes": normalized.audio_path.stat().st_size if normalized.audio_path else None,
+        }
+        replace_partition(database, TABLES["normalized_video"], video_id, pd.DataFrame([normalized_row]))
+
+    segments: list[TimedText] = []
+    with _timed(seconds, "transcript"):
+        columns = ["segment_index", "start_seconds", "end_seconds", "text", "words", "language", "model"]
+        rows: list[dict[str, Any]] = []
+        if audio_key is not None:
+            with store.local_path(audio_key) as wav:
+                result = get_transcriber(ai).transcribe(wav, language=None)
+            transcript_preview(result.segments)
+            for index, segment in enumerate(result.segments):
+                words = [
+                    {"start": w.start, "end": w.end, "text": w.text, "probability": w.probability}
+                    for w in segment.words
+                ]
+                rows.append(
+                    {
+                        "segment_index": index,
+                        "start_seconds": segment.start,
+                        "end_seconds": segment.end,
+                        "text": segment.text.strip(),
+                        "words": words or None,
+                        "language": result.language,
+                        "model": result.model,
+                    }
+                )
+                segments.append(TimedText(segment.start, segment.end, segment.text.strip()))
+        replace_partition(database, TABLES["transcript"], video_id, pd.DataFrame(rows, columns=columns))
+
+    with _timed(seconds, "scenes"), store.local_path(video_key) as normalized_path:
+        scenes = media.detect_scenes(
+            normalized_path, detector="adaptive", threshold=None, min_scene_len_seconds=0.5
+        )
+        scenes_preview(scenes)
+        scene_rows = [
+            {
+                "scene_index": s.index,
+                "start_seconds": s.start_seconds,
+                "end_seconds": s.end_seconds,
+                "start_frame": s.start_frame,
+                "end_frame": s.end_frame,
+            }
+            for s in scenes
+        ]
+        replace_partition(database, TABLES["scenes"], video_id, pd.DataFrame(scene_rows))
+
+    with _timed(seconds, "keyframes"), store.local_path(video_key) as normalized_path:
+        selected = media.select_scene_indices(len(scenes), max_frames)
+        frames = media.extract_keyframes(
+            normalized_path, media.keyframe_timestamps(scenes, selected), max_width=640
+        )
+        keyframe_gallery(frames, [scenes[i].index for i in selected])
+        keyframe_rows = []
+        for scene_position, frame in zip(selected, frames, strict=True):
+            scene_index = scenes[scene_position].index
+            frame_key = blob_key(video_id, "keyframes", f"scene-{scene_index:05d}.jpg")
+            store.put_bytes(frame_key, frame.jpeg)
+            keyframe_rows.append(
+                {
+                    "scene_index": scene_index,
+                    "timestamp_seconds": frame.timestamp,
+                    "blob_key": frame_key,
+                    "width": frame.width,
+                    "height": frame.height,
+                    "size_bytes": len(frame.jpeg),
+                    "sharpness": frame.sharpness,
+                }
+            )
+        replace_partition(database, TABLES["keyframes"], video_id, pd.DataFrame(keyframe_rows))
+
+    with _timed(seconds, "frame_analyses"):
+        images = [store.get_bytes(row["blob_key"]) for row in keyframe_rows]
+        batch = get_frame_analyzer(ai).analyze(images)
+        analysis_rows = [
+            {
+                "scene_index": row["scene_index"],
+                "timestamp_seconds": row["timestamp_seconds"],
+                "caption": analysis.caption,
+                "labels": list(analysis.labels),
+                "ocr_text": analysis.ocr_text,
+                "model": analysis.model,
+            }
+            for row, analysis in zip(keyframe_rows, batch.analyses, strict=True)
+        ]
+        replace_partition(database, TABLES["frame_analyses"], video_id, pd.DataFrame(analysis_rows))
+
+    with _timed(seconds, "embeddings"):
+        bounds = [(s.start_seconds, s.end_seconds) for s in scenes]
+        items: list[IndexItem] = transcript_chunks(segments, bounds)
+        for row in analysis_rows:
+            text = frame_text(row["caption"], row["labels"], row["ocr_text"])
+            if text:
+                start, end = bounds[row["scene_index"]]
+                items.append(IndexItem("frame", start, end, text))
+        embedding_rows: list[dict[str, Any]] = []
+        if items:
+            embedded = get_embedder(ai).embed([item.text for item in items])
+            embedding_rows = [
+                {
+                    "item_index": index,
+                    "kind": item.kind,
+                    "start_seconds": item.start,
+                    "end_seconds": item.end,
+                    "text": item.text,
+                    "model": embedded.model,
+                    "dimension": embedded.dimension,
+                    "embedding": vector,
+                }
+                for index, (item, vector) in enumerate(zip(items, embedded.vectors, strict=True))
+            ]
+        columns = [
+            "item_index",
+            "kind",
+            "start_seconds",
+            "end_seconds",
+            "text",
+            "model",
+            "dimension",
+            "embedding",
+        ]
+        replace_partition(
+            database, TABLES["embeddings"], video_id, pd.DataFrame(embedding_rows, columns=columns)
+        )
+    return seconds
+
+
+def make_videos(folder: Path, count: int, seconds: float) -> list[media.SampleVideo]:
+    """``count`` videos of about ``seconds`` each: six scenes (five below 12 s), speech when possible."""
+    scene_count = 6 if seconds >= 12 else 5
+    videos = []
+    for index in range(count):
+        # Slightly different scene lengths per video so no two files are identical.
+        lengths = [seconds / scene_count * (1.0 + 0.1 * (((index + s) % 3) - 1)) for s in range(scene_count)]
+        lengths[-1] = max(1.0, seconds - sum(lengths[:-1]))
+        texts = [f"REPORT {index + 1} PAGE {s + 1}" if s % 2 == 0 else None for s in range(scene_count)]
+        videos.append(
+            media.make_sample_video(
+                folder / f"video-{index:02d}.mp4",
+                scene_seconds=lengths,
+                speech=SPEECH,
+                scene_texts=texts,
+                width=1280,
+                height=720,
+                preset="ultrafast",
+            )
+        )
+    return videos
+
+
+def run_dagster_in_process(
+    video_id: str, path: Path, settings: Settings, instance: dg.DagsterInstance
+) -> Measurement:
+    started = time.perf_counter()
+    report = process_video(str(path), settings=settings, video_id=video_id, instance=instance)
+    wall = time.perf_counter() - started
+    return Measurement(
+        "dagster in-process",
+        -1,
+        wall,
+        {step.name: step.seconds for step in report.steps},
+        report.success,
+        report.error,
+    )
+
+
+def run_execute_job(
+    factory: Callable[[], dg.JobDefinition], video_id: str, path: Path, instance: dg.DagsterInstance
+) -> tuple[float, bool, str | None]:
+    instance.add_dynamic_partitions(videos_partitions.name or "videos", [video_id])
+    started = time.perf_counter()
+    result = dg.execute_job(
+        dg.reconstructable(factory),
+        instance=instance,
+        tags={"dagster/partition": video_id, SOURCE_URI_TAG: str(path)},
+    )
+    wall = time.perf_counter() - started
+    error = None if result.success else f"run {result.run_id} failed"
+    return wall, result.success, error
+
+
+def run_cli_subprocess(
+    video_id: str, path: Path, instance: dg.DagsterInstance, log_path: Path
+) -> tuple[float, bool, str | None]:
+    """A fresh run worker process, as dagster dev's DefaultRunLauncher starts one per run."""
+    instance.add_dynamic_partitions(videos_partitions.name or "videos", [video_id])
+    tags = json.dumps({"dagster/partition": video_id, SOURCE_URI_TAG: str(path)})
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "videoqa_pipeline.definitions",
+        "-j",
+        VIDEO_PIPELINE_JOB,
+        "--tags",
+        tags,
+    ]
+    started = time.perf_counter()
+    with log_path.open("ab") as log:
+        completed = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+    wall = time.perf_counter() - started
+    ok = completed.returncode == 0
+    return wall, ok, None if ok else f"exit code {completed.returncode}, see {log_path}"
+
+
+def _mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"  # NaN prints as "-"
+
+
+def print_tables(
+    measurements: list[Measurement],
+    videos: list[media.SampleVideo],
+    rss: dict[str, float],
+    setup: dict[str, Any],
+) -> None:
+    direct_by_video = {m.video_index: m.wall_seconds for m in measurements if m.mode == "direct" and m.ok}
+    modes: list[str] = []
+    for m in measurements:
+        if m.mode not in modes:
+            modes.append(m.mode)
+
+    print()
+    print(
+        f"Videos: {len(videos)} x {_mean([v.duration for v in videos]):.1f} s "
+        f"(1280x720, {len(videos[0].cut_times) + 1} scenes, speech: {'yes' if videos[0].speech_text else 'no'}); "
+        f"cores: {os.cpu_count()}; models warmed once before timing"
+    )
+    for key, value in setup.items():
+        print(f"  {key}: {value}")
+
+    print()
+    print("Per-stage mean seconds (Dagster step time includes its IO manager reads and writes)")
+    header = f"{'stage':<18}{'direct':>10}{'dagster in-process':>20}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    direct_stage = {
+        s: _mean([m.stage_seconds.get(s, 0.0) for m in measurements if m.mode == "direct" and m.ok])
+        for s in STAGES
+    }
+    dagster_runs = [m for m in measurements if m.mode == "dagster in-process" and m.ok]
+    dagster_stage = {s: _mean([m.stage_seconds.get(s, 0.0) for m in dagster_runs]) for s in STAGES}
+    for stage in STAGES:
+        ratio = dagster_stage[stage] / direct_stage[stage] if direct_stage[stage] else float("nan")
+        print(f"{stage:<18}{_fmt(direct_stage[stage]):>10}{_fmt(dagster_stage[stage]):>20}{_fmt(ratio):>8}")
+    direct_sum = sum(direct_stage.values())
+    dagster_sum = sum(dagster_stage.values())
+    print(
+        f"{'sum of stages':<18}{_fmt(direct_sum):>10}{_fmt(dagster_sum):>20}{_fmt(dagster_sum / direct_sum):>8}"
+    )
+    dagster_wall = _mean([m.wall_seconds for m in dagster_runs])
+    print(f"{'run wall time':<18}{_fmt(_mean(list(direct_by_video.values()))):>10}{_fmt(dagster_wall):>20}")
+    print(
+        f"{'outside steps':<18}{'':>10}{_fmt(dagster_wall - dagster_sum):>20}   (run start/finish, events, definitions)"
+    )
+
+    print()
+    print(
+        f"Modes (overhead = wall time minus direct time of the same videos; target <= {TARGET_OVERHEAD_SECONDS} s)"
+    )
+    header = f"{'mode':<40}{'videos':>7}{'wall s/video':>14}{'overhead s':>12}{'x direct':>10}{'videos/hour':>13}{'failed':>8}"
+    print(header)
+    print("-" * len(header))
+    for mode in modes:
+        runs = [m for m in measurements if m.mode == mode]
+        good = [m for m in runs if m.ok]
+        wall = _mean([m.wall_seconds for m in good])
+        baseline = _mean([direct_by_video[m.video_index] for m in good if m.video_index in direct_by_video])
+        overhead = _mean(
+            [
+                m.wall_seconds - direct_by_video[m.video_index]
+                for m in good
+                if m.video_index in direct_by_video
+            ]
+        )
+        per_hour = 3600 / wall if wall == wall and wall > 0 else float("nan")
+        print(
+            f"{mode:<40}{len(good):>7}{_fmt(wall):>14}{_fmt(overhead):>12}{_fmt(wall / baseline):>10}"
+            f"{_fmt(per_hour, 0):>13}{len(runs) - len(good):>8}"
+        )
+    in_process = dagster_runs
+    if in_process:
+        overhead = _mean(
+            [
+                m.wall_seconds - direct_by_video[m.video_index]
+                for m in in_process
+                if m.video_index in direct_by_video
+            ]
+        )
+        verdict = "meets" if overhead <= TARGET_OVERHEAD_SECONDS else "MISSES"
+        print(
+            f"\nDagster in-process overhead {overhead:.2f} s/video {verdict} the {TARGET_OVERHEAD_SECONDS} s target."
+        )
+
+    print()
+    print("Peak RSS (MB)")
+    for label, value in rss.items():
+        print(f"  {label:<52}{value:>8.0f}")
+    failures = [m for m in measurements if not m.ok]
+    for m in failures:
+        print(f"FAILED {m.mode} video {m.video_index}: {m.error}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=10, help="videos for direct vs dagster in-process")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each generated video")
+    parser.add_argument(
+        "--executor-videos", type=int, default=2, help="videos for the executor/launcher comparison"
+    )
+    parser.add_argument(
+        "--max-frames", type=int, default=50, help="max_frames_per_video (default as shipped)"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="keep everything here instead of a temp dir"
+    )
+    parser.add_argument(
+        "--log", type=Path, default=None, help="run logs (default: bench_pipeline.log in the work dir)"
+    )
+    args = parser.parse_args(argv)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="videoqa-bench-pipeline-"))
+    work.mkdir(parents=True, exist_ok=True)
+    # Run logs (Dagster's console logger, library logs, children's output) go to a file so the
+    # console keeps only progress and tables; every mode pays the same cost for writing them.
+    log_path = args.log or work / "bench_pipeline.log"
+    log_file = log_path.open("ab")
+    os.dup2(log_file.fileno(), sys.stderr.fileno())
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    print(f"Logs: {log_path}", flush=True)
+    dagster_home = work / "dagster_home"
+    dagster_home.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    for name in _NON_DEFAULT_SETTINGS:
+        os.environ.pop(name, None)
+    # Child processes (multiprocess steps, the CLI run) inherit these.
+    os.environ.update(
+        {
+            "VIDEOQA_HOME": str(work / "home"),
+            "DAGSTER_HOME": str(dagster_home),
+            "LOG_LEVEL": "WARNING",
+            "MAX_FRAMES_PER_VIDEO": str(args.max_frames),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+    )
+    settings = Settings.from_env(os.environ).validate()
+    database = get_database(DatabaseSettings(url=None, home=settings.home))
+    database.ensure_schema()
+    store = LocalBlobStore(settings.blob_root)
+    ai = AIConfig.from_env(os.environ)
+    rss: dict[str, float] = {}
+
+    started = time.perf_counter()
+    print(f"Generating {args.videos} videos of {args.seconds:.0f} s in {work} ...", flush=True)
+    videos = make_videos(work / "videos", max(args.videos, args.executor_videos), args.seconds)
+    setup: dict[str, Any] = {"video generation": f"{time.perf_counter() - started:.1f} s"}
+
+    print("Warming up (model loading, first Dagster run) ...", flush=True)
+    warm = media.make_sample_video(
+        work / "videos" / "warmup.mp4", scene_seconds=(2.0, 2.0), speech="Warm up."
+    )
+    started = time.perf_counter()
+    process_direct("warmup-direct", warm.path, store, database, ai, args.max_frames)
+    setup["direct warm-up (loads models)"] = f"{time.perf_counter() - started:.1f} s"
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    started = time.perf_counter()
+    warm_report = process_video(
+        str(warm.path), settings=settings, video_id="warmup-dagster", instance=instance
+    )
+    setup["dagster warm-up (first run)"] = (
+        f"{time.perf_counter() - started:.1f} s, success={warm_report.success}"
+    )
+    rss["this process after warm-up"] = peak_rss_mb()
+
+    measurements: list[Measurement] = []
+    for index, video in enumerate(videos[: args.videos]):
+        for mode in ("direct", "dagster in-process") if index % 2 == 0 else ("dagster in-process", "direct"):
+            if mode == "direct":
+                began = time.perf_counter()
+                try:
+                    stages = process_direct(
+                        f"direct-{index}", video.path, store, database, ai, args.max_frames
+                    )
+                    measurements.append(Measurement(mode, index, time.perf_counter() - began, stages))
+                except Exception as error:
+                    measurements.append(
+                        Measurement(mode, index, time.perf_counter() - began, {}, False, str(error))
+                    )
+            else:
+                measurement = run_dagster_in_process(f"dagster-{index}", video.path, settings, instance)
+                measurement.video_index = index
+                measurements.append(measurement)
+            last = measurements[-1]
+            print(
+                f"  video {index:2d} {mode:<20} {last.wall_seconds:6.2f} s {'ok' if last.ok else last.error}",
+                flush=True,
+            )
+    rss["this process after direct + in-process runs"] = peak_rss_mb()
+
+    # Make sure every compared video has a direct time even when --executor-videos > --videos.
+    for index in range(args.videos, args.executor_videos):
+        began = time.perf_counter()
+        stages = process_direct(f"direct-{index}", videos[index].path, store, database, ai, args.max_frames)
+        measurements.append(Measurement("direct", index, time.perf_counter() - began, stages))
+
+    alternatives: list[tuple[str, Callable[[int, Path], tuple[float, bool, str | None]]]] = [
+        (
+            "execute_job, in_process_executor",
+            lambda i, p: run_execute_job(video_pipeline_in_process_job, f"inproc-{i}", p, instance),
+        ),
+        (
+            "execute_job, multiprocess_executor",
+            lambda i, p: run_execute_job(video_pipeline_multiprocess_job, f"multi-{i}", p, instance),
+        ),
+        (
+            "fresh run process (dagster job execute)",
+            lambda i, p: run_cli_subprocess(f"cli-{i}", p, instance, work / "cli-runs.log"),
+        ),
+    ]
+    for label, run in alternatives:
+        for index, video in enumerate(videos[: args.executor_videos]):
+            wall, ok, error = run(index, video.path)
+            measurements.append(Measurement(label, index, wall, {}, ok, error))
+            print(f"  video {index:2d} {label:<40} {wall:6.2f} s {'ok' if ok else error}", flush=True)
+    rss["this process at the end"] = peak_rss_mb()
+    rss["largest child (multiprocess step or CLI run)"] = peak_rss_mb(resource.RUSAGE_CHILDREN)
+
+    print_tables(measurements, videos[: max(args.videos, args.executor_videos)], rss, setup)
+    instance.dispose()
+    database.close()
+    release_embedded_database(settings.home)  # stop the embedded server before its files go
+    if args.work_dir is None and args.log is None:
+        shutil.rmtree(work, ignore_errors=True)
+    elif args.work_dir is None:
+        shutil.rmtree(work / "home", ignore_errors=True)
+    return 0 if all(m.ok for m in measurements) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
