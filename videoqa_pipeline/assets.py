@@ -8,10 +8,12 @@ step's retry policy.
 """
 
 import contextlib
+import functools
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -31,6 +33,7 @@ from videoqa_pipeline.presentation import (
 )
 from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource
 from videoqa_pipeline.storage.blobs import blob_key
+from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID, lookup_source
 
 SOURCE_URI_TAG = "videoqa/source_uri"
@@ -77,6 +80,11 @@ def _resolve_source_uri(context: dg.AssetExecutionContext, database: DatabaseRes
     )
 
 
+def _table(asset_name: str, rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """A frame with exactly the columns of the asset's table, in table order (empty when no rows)."""
+    return pd.DataFrame(rows or [], columns=list(TABLES[asset_name].data_column_names))
+
+
 def _single_row(frame: pd.DataFrame, asset_name: str, video_id: str) -> pd.Series:
     if len(frame) != 1:
         raise dg.Failure(
@@ -94,10 +102,10 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         backoff=dg.Backoff.EXPONENTIAL,
         jitter=dg.Jitter.PLUS_MINUS,
     )
+    # Every stage: one partition per video, the same retry policy.
+    video_asset = functools.partial(dg.asset, partitions_def=videos_partitions, retry_policy=retry_policy)
 
-    @dg.asset(
-        partitions_def=videos_partitions,
-        retry_policy=retry_policy,
+    @video_asset(
         group_name="ingest",
         kinds={"ffmpeg", "postgres"},
         description="The original video, copied to the blob store, with the facts ffprobe reads from it.",
@@ -141,7 +149,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             "audio_channels": audio.channels if audio else None,
         }
         return dg.Output(
-            pd.DataFrame([row]),
+            _table("source_video", [row]),
             metadata={
                 "source_uri": dg.MetadataValue.path(source_uri),
                 "blob": dg.MetadataValue.path(uri),
@@ -154,9 +162,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             },
         )
 
-    @dg.asset(
-        partitions_def=videos_partitions,
-        retry_policy=retry_policy,
+    @video_asset(
         group_name="ingest",
         kinds={"ffmpeg"},
         pool=TRANSCODE_POOL,
@@ -199,7 +205,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             "audio_size_bytes": audio_size,
         }
         return dg.Output(
-            pd.DataFrame([row]),
+            _table("normalized_video", [row]),
             metadata={
                 "video": dg.MetadataValue.path(video_uri),
                 "resolution": f"{result.width}x{result.height}",
@@ -213,9 +219,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             },
         )
 
-    @dg.asset(
-        partitions_def=videos_partitions,
-        retry_policy=retry_policy,
+    @video_asset(
         group_name="analysis",
         kinds={"whisper"},
         pool=AI_POOL,
@@ -230,13 +234,12 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
     ) -> dg.Output[pd.DataFrame]:
         video_id = context.partition_key
         normalized = _single_row(normalized_video, "normalized_video", video_id)
-        columns = ["segment_index", "start_seconds", "end_seconds", "text", "words", "language", "model"]
         audio_key = normalized["audio_blob_key"]
         if not pipeline_config.enable_transcription or audio_key is None or pd.isna(audio_key):
             reason = (
                 "transcription disabled" if not pipeline_config.enable_transcription else "video has no audio"
             )
-            return dg.Output(pd.DataFrame(columns=columns), metadata={"skipped": reason, "segments": 0})
+            return dg.Output(_table("transcript"), metadata={"skipped": reason, "segments": 0})
         started = time.perf_counter()
         with reported_as_failure("transcript", video_id), blob_store.get().local_path(str(audio_key)) as wav:
             result = ai.transcriber().transcribe(wav, language=pipeline_config.language)
@@ -259,7 +262,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         ]
         words = sum(len(segment.text.split()) for segment in result.segments)
         return dg.Output(
-            pd.DataFrame(rows, columns=columns),
+            _table("transcript", rows),
             metadata={
                 "model": result.model,
                 "language": result.language or "unknown",
@@ -274,9 +277,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             },
         )
 
-    @dg.asset(
-        partitions_def=videos_partitions,
-        retry_policy=retry_policy,
+    @video_asset(
         group_name="analysis",
         kinds={"opencv"},
         description="Shots found by PySceneDetect; a video without cuts is one scene.",
@@ -301,7 +302,8 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 min_scene_len_seconds=pipeline_config.min_scene_seconds,
             )
         seconds = time.perf_counter() - started
-        frame = pd.DataFrame(
+        frame = _table(
+            "scenes",
             [
                 {
                     "scene_index": scene.index,
@@ -312,7 +314,6 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 }
                 for scene in found
             ],
-            columns=["scene_index", "start_seconds", "end_seconds", "start_frame", "end_frame"],
         )
         lengths = frame["end_seconds"] - frame["start_seconds"]
         return dg.Output(
@@ -328,9 +329,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             },
         )
 
-    @dg.asset(
-        partitions_def=videos_partitions,
-        retry_policy=retry_policy,
+    @video_asset(
         group_name="analysis",
         kinds={"ffmpeg"},
         description="One JPEG per selected scene: first and last scenes always, the rest spread evenly up to max_frames_per_video.",
@@ -384,18 +383,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             )
             context.log.debug("keyframe %d: scene %d at %.2fs", position, scene_index, frame.timestamp)
         return dg.Output(
-            pd.DataFrame(
-                rows,
-                columns=[
-                    "scene_index",
-                    "timestamp_seconds",
-                    "blob_key",
-                    "width",
-                    "height",
-                    "size_bytes",
-                    "sharpness",
-                ],
-            ),
+            _table("keyframes", rows),
             metadata={
                 "keyframes": len(rows),
                 "scenes": len(scene_list),
@@ -408,9 +396,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             },
         )
 
-    @dg.asset(
-        partitions_def=videos_partitions,
-        retry_policy=retry_policy,
+    @video_asset(
         group_name="analysis",
         kinds={"onnx"},
         pool=AI_POOL,
@@ -424,12 +410,11 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         ai: AIResource,
     ) -> dg.Output[pd.DataFrame]:
         video_id = context.partition_key
-        columns = ["scene_index", "timestamp_seconds", "caption", "labels", "ocr_text", "model"]
         if not pipeline_config.enable_vision_analysis or keyframes.empty:
             reason = (
                 "vision analysis disabled" if not pipeline_config.enable_vision_analysis else "no keyframes"
             )
-            return dg.Output(pd.DataFrame(columns=columns), metadata={"skipped": reason, "frames": 0})
+            return dg.Output(_table("frame_analyses"), metadata={"skipped": reason, "frames": 0})
         store = blob_store.get()
         ordered = keyframes.sort_values("scene_index")
         analyzer = ai.frame_analyzer()
@@ -463,7 +448,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             for row, analysis in list(zip(ordered.itertuples(), analyses, strict=True))[:10]
         )
         return dg.Output(
-            pd.DataFrame(rows, columns=columns),
+            _table("frame_analyses", rows),
             metadata={
                 "model": analyzer.model_name,
                 "frames": len(rows),
@@ -474,9 +459,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             },
         )
 
-    @dg.asset(
-        partitions_def=videos_partitions,
-        retry_policy=retry_policy,
+    @video_asset(
         group_name="index",
         kinds={"pgvector"},
         pool=AI_POOL,
@@ -491,20 +474,8 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         ai: AIResource,
     ) -> dg.Output[pd.DataFrame]:
         video_id = context.partition_key
-        columns = [
-            "item_index",
-            "kind",
-            "start_seconds",
-            "end_seconds",
-            "text",
-            "model",
-            "dimension",
-            "embedding",
-        ]
         if not pipeline_config.enable_embeddings:
-            return dg.Output(
-                pd.DataFrame(columns=columns), metadata={"skipped": "embeddings disabled", "items": 0}
-            )
+            return dg.Output(_table("embeddings"), metadata={"skipped": "embeddings disabled", "items": 0})
         segments = [
             TimedText(float(row.start_seconds), float(row.end_seconds), str(row.text))
             for row in transcript.sort_values("segment_index").itertuples()
@@ -527,9 +498,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 )
                 items.append(IndexItem("frame", float(start), float(end), text))
         if not items:
-            return dg.Output(
-                pd.DataFrame(columns=columns), metadata={"skipped": "nothing to embed", "items": 0}
-            )
+            return dg.Output(_table("embeddings"), metadata={"skipped": "nothing to embed", "items": 0})
         started = time.perf_counter()
         with reported_as_failure("embeddings", video_id):
             batch = ai.embedder().embed([item.text for item in items])
@@ -548,7 +517,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             for index, (item, vector) in enumerate(zip(items, batch.vectors, strict=True))
         ]
         return dg.Output(
-            pd.DataFrame(rows, columns=columns),
+            _table("embeddings", rows),
             metadata={
                 "model": batch.model,
                 "dimension": batch.dimension,

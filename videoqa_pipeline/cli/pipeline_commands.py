@@ -9,16 +9,9 @@ from typing import Any
 import click
 
 from videoqa_pipeline.settings import Settings, SettingsError
+from videoqa_pipeline.storage.schema import TABLES
 
-STAGE_ORDER = (
-    "source_video",
-    "normalized_video",
-    "transcript",
-    "scenes",
-    "keyframes",
-    "frame_analyses",
-    "embeddings",
-)
+STAGE_ORDER = tuple(TABLES)  # one table per stage, in pipeline order
 
 
 def _load_settings() -> Settings:

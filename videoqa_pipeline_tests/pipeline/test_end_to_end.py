@@ -14,15 +14,7 @@ from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.storage.tables import read_partition
 
-ASSETS = (
-    "source_video",
-    "normalized_video",
-    "transcript",
-    "scenes",
-    "keyframes",
-    "frame_analyses",
-    "embeddings",
-)
+ASSETS = tuple(TABLES)  # one table per asset
 
 
 def _database(settings: Settings) -> DatabaseResource:
