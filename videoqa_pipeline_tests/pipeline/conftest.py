@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +22,12 @@ SPOKEN = (
 
 
 @pytest.fixture(scope="session")
-def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("videoqa-home")
+def pipeline_home() -> Iterator[Path]:
+    """Outside pytest's temp root: a concurrent pytest session resets that root to mode 0700,
+    which the embedded server (running as its own user when we are root) then cannot enter."""
+    home = Path(tempfile.mkdtemp(prefix="videoqa-test-home-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
