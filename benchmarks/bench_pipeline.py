@@ -72,15 +72,7 @@ from videoqa_pipeline.storage.tables import replace_partition  # noqa: E402
 
 logger = logging.getLogger("bench_pipeline")
 
-STAGES = (
-    "source_video",
-    "normalized_video",
-    "transcript",
-    "scenes",
-    "keyframes",
-    "frame_analyses",
-    "embeddings",
-)
+STAGES = tuple(TABLES)  # one table per stage, in pipeline order
 TARGET_OVERHEAD_SECONDS = 1.5
 CLI_PEAK_RSS_MB: list[float] = []
 SPEECH = (

@@ -39,15 +39,7 @@ from videoqa_pipeline_tests.pipeline.dagster_dev_server import (
 
 pytestmark = pytest.mark.slow
 
-ASSETS = (
-    "source_video",
-    "normalized_video",
-    "transcript",
-    "scenes",
-    "keyframes",
-    "frame_analyses",
-    "embeddings",
-)
+ASSETS = tuple(TABLES)  # one table per asset
 GROUPS = {
     "source_video": "ingest",
     "normalized_video": "ingest",
