@@ -13,6 +13,8 @@ import pytest
 
 from videoqa_pipeline import media
 from videoqa_pipeline.settings import Settings
+from videoqa_pipeline.storage.database import DatabaseSettings, get_database
+from videoqa_pipeline.storage.embedded import release_embedded_database
 
 SPOKEN = (
     "The red lighthouse opens at nine in the morning. "
@@ -31,9 +33,21 @@ def pipeline_home() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def settings(pipeline_home: Path) -> Settings:
-    """Embedded database and local blobs in a temporary home; offline models."""
-    return Settings.from_env({"VIDEOQA_HOME": str(pipeline_home), "LOG_LEVEL": "WARNING"}).validate()
+def settings(pipeline_home: Path) -> Iterator[Settings]:
+    """Embedded database and local blobs in a temporary home; offline models.
+
+    The embedded server is stopped before the home is removed, never the other way round.
+    """
+    settings = Settings.from_env({"VIDEOQA_HOME": str(pipeline_home), "LOG_LEVEL": "WARNING"}).validate()
+    yield settings
+    database_settings = DatabaseSettings(
+        url=None,
+        home=settings.home,
+        pool_size=settings.postgres_pool_size,
+        timeout_seconds=settings.postgres_timeout,
+    )
+    get_database(database_settings).close()
+    release_embedded_database(settings.home)
 
 
 @pytest.fixture()
