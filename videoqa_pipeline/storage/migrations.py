@@ -163,6 +163,55 @@ def _create_pipeline_tables(conn: psycopg.Connection, context: MigrationContext)
         conn.execute(statement)
 
 
+def _create_jobs_ledger(conn: psycopg.Connection, context: MigrationContext) -> None:
+    """The job ledger (see :mod:`videoqa_pipeline.storage.ledger`) and the legacy source registry.
+
+    A producer's plain ``INSERT INTO videoqa_jobs (source_uri) VALUES (...)`` is a complete job:
+    every other column has a default, and the job sensor derives a missing ``video_id``. The
+    sensor's query (``WHERE status = 'pending' ORDER BY id LIMIT n``) walks ``(status, id)``.
+    """
+    statements = [
+        """
+        CREATE TABLE videoqa_jobs (
+            id bigserial PRIMARY KEY,
+            video_id text,
+            source_uri text NOT NULL,
+            options jsonb NOT NULL DEFAULT '{}'::jsonb CHECK (jsonb_typeof(options) = 'object'),
+            from_stage text,
+            source_kind text NOT NULL DEFAULT 'postgres',
+            external_id text,
+            status text NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'queued', 'running', 'succeeded', 'failed', 'cancelled')),
+            attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            retry_base integer NOT NULL DEFAULT 0,
+            run_id text,
+            error text,
+            failed_step text,
+            transient boolean,
+            step_seconds jsonb,
+            raw_body text,
+            callback_url text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            queued_at timestamptz,
+            started_at timestamptz,
+            finished_at timestamptz,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (source_kind, external_id)
+        )""",
+        "CREATE INDEX videoqa_jobs_status_id_idx ON videoqa_jobs (status, id)",
+        "CREATE INDEX videoqa_jobs_video_id_idx ON videoqa_jobs (video_id, id)",
+        "CREATE INDEX videoqa_jobs_run_id_idx ON videoqa_jobs (run_id) WHERE run_id IS NOT NULL",
+        """
+        CREATE TABLE IF NOT EXISTS videoqa_video_sources (
+            video_id text PRIMARY KEY,
+            source_uri text NOT NULL,
+            registered_at timestamptz NOT NULL DEFAULT now()
+        )""",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
 #: All migrations, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -170,6 +219,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "pipeline tables: videos, media, transcript, scenes, keyframes, analyses, embeddings",
         _create_pipeline_tables,
     ),
+    Migration(2, "job ledger: videoqa_jobs, indexed on (status, id)", _create_jobs_ledger),
 )
 
 CURRENT_SCHEMA_VERSION = MIGRATIONS[-1].version

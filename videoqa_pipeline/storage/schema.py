@@ -281,3 +281,10 @@ def spec_for_asset(asset_name: str) -> TableSpec:
             f"asset {asset_name!r} has no metadata table; tables exist for: {', '.join(sorted(TABLES))}. "
             "Return a MaterializeResult (blobs only) or add a TableSpec and a migration."
         ) from None
+
+
+#: The job ledger (not an asset table: no TableSpec). Created by migration 2; see ``storage/ledger.py``.
+JOBS_TABLE = "videoqa_jobs"
+
+#: Every status a job can have, in lifecycle order.
+JOB_STATUSES = ("pending", "queued", "running", "succeeded", "failed", "cancelled")
