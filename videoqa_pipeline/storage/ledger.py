@@ -442,9 +442,8 @@ def submit_job(
             raise JobMessageError(str(problem)) from None
         error = f"rejected at intake: {problem}"
         options = dict(request.options) if isinstance(request.options, Mapping) else {}
-        video_id = (
-            request.video_id if request.video_id and not isinstance(problem, InvalidVideoIdError) else None
-        )
+        if isinstance(problem, InvalidVideoIdError):
+            video_id = None  # never store an unsafe partition key
     kwargs: dict[str, Any] = {
         "source_uri": request.source_uri or "",
         "video_id": video_id,
