@@ -165,7 +165,10 @@ class Settings:
     worker_dev_http: bool = False
     worker_http_port: int = 8000
     home: Path = Path(".videoqa")
-    inbox_dir: Path = Path("inbox")
+    inbox_dir: Path | None = None
+    max_queued_runs: int = 10
+    jobs_per_tick: int = 50
+    run_timeout_seconds: float = 6 * 3600.0
     blob_dir: Path | None = None
     ai: AIConfig = field(default_factory=lambda: AIConfig.from_env({}))
     parse_problems: tuple[str, ...] = ()
@@ -182,6 +185,7 @@ class Settings:
         default_files = "s3" if storage_type in ("s3", "hybrid") else "local"
         home = Path(read.text("VIDEOQA_HOME", ".videoqa") or ".videoqa")
         blob_dir = read.text("VIDEOQA_BLOB_DIR")
+        inbox = read.text("VIDEOQA_INBOX")
         settings = cls(
             job_sources=read.choices("JOB_SOURCE_TYPE", "postgres", JOB_SOURCES),
             storage_type=storage_type,
@@ -210,7 +214,10 @@ class Settings:
             worker_dev_http=read.boolean("WORKER_DEV_HTTP", False),
             worker_http_port=read.integer("WORKER_HTTP_PORT", 8000, low=1, high=65535),
             home=home,
-            inbox_dir=Path(read.text("VIDEOQA_INBOX_DIR", "inbox") or "inbox"),
+            inbox_dir=Path(inbox) if inbox else None,
+            max_queued_runs=read.integer("VIDEOQA_MAX_QUEUED_RUNS", 10, low=1, high=100_000),
+            jobs_per_tick=read.integer("VIDEOQA_JOBS_PER_TICK", 50, low=1, high=10_000),
+            run_timeout_seconds=read.number("VIDEOQA_RUN_TIMEOUT", 6 * 3600.0),
             blob_dir=Path(blob_dir) if blob_dir else None,
             ai=AIConfig.from_env(env),
         )
@@ -220,6 +227,17 @@ class Settings:
     def blob_root(self) -> Path:
         """Where the local blob store keeps media: VIDEOQA_BLOB_DIR, else ``$VIDEOQA_HOME/blobs``."""
         return self.blob_dir if self.blob_dir is not None else self.home / "blobs"
+
+    @property
+    def inbox(self) -> Path:
+        """The watched folder: VIDEOQA_INBOX, else ``$VIDEOQA_HOME/inbox``."""
+        return self.inbox_dir if self.inbox_dir is not None else self.home / "inbox"
+
+    @property
+    def watches_inbox(self) -> bool:
+        """Whether the inbox sensor runs: JOB_SOURCE_TYPE lists ``inbox``, or the database is the
+        embedded one (the zero-setup default takes jobs from both the ledger and the inbox)."""
+        return "inbox" in self.job_sources or self.uses_embedded_database
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -304,7 +322,10 @@ class Settings:
             "WORKER_HTTP_PORT": self.worker_http_port,
             "VIDEOQA_HOME": str(self.home),
             "VIDEOQA_BLOB_DIR": str(self.blob_root),
-            "VIDEOQA_INBOX_DIR": str(self.inbox_dir),
+            "VIDEOQA_INBOX": f"{self.inbox}" + ("" if self.watches_inbox else " (not watched)"),
+            "VIDEOQA_MAX_QUEUED_RUNS": self.max_queued_runs,
+            "VIDEOQA_JOBS_PER_TICK": self.jobs_per_tick,
+            "VIDEOQA_RUN_TIMEOUT": self.run_timeout_seconds,
         }
         shown.update(self.ai.describe())
         return {name: str(value) for name, value in shown.items()}
