@@ -1,0 +1,90 @@
+"""A real S3/SQS protocol server (moto) on a free loopback port, and clients that talk to it over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from videoqa_pipeline import aws
+
+REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """Start moto's HTTP server for the session; dummy credentials and the endpoint go in the environment.
+
+    The environment is what deployments use too: boto3's credential chain, and ``AWS_ENDPOINT_URL``
+    for code paths that only have a URI (``s3://`` sources).
+    """
+    server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
+    port = _free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {name: os.environ.get(name) for name in _ENV}
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+    )
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+)
+
+
+@pytest.fixture(scope="session")
+def aws_config(moto_endpoint: str) -> aws.AwsConfig:
+    return aws.AwsConfig(region=REGION, endpoint_url=moto_endpoint, max_attempts=2)
+
+
+@pytest.fixture(scope="session")
+def s3(aws_config: aws.AwsConfig) -> Any:
+    return aws.client("s3", aws_config)
+
+
+@pytest.fixture(scope="session")
+def sqs(aws_config: aws.AwsConfig) -> Any:
+    return aws.client("sqs", aws_config)
+
+
+@pytest.fixture()
+def bucket(s3: Any) -> str:
+    """A fresh, empty bucket per test."""
+    name = f"videoqa-test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
