@@ -32,6 +32,7 @@ from videoqa_pipeline.presentation import (
     usage_metadata,
 )
 from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource
+from videoqa_pipeline.sources.run_ledger import record_run_start
 from videoqa_pipeline.storage.blobs import blob_key
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID, lookup_source
@@ -117,6 +118,8 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         blob_store: BlobStoreResource,
     ) -> dg.Output[pd.DataFrame]:
         video_id = context.partition_key
+        # The run marks its own job running (sensors may lag); a cancelled job stops here.
+        record_run_start(context.run, database.get())
         context.log.info("processing options: %s", pipeline_config.model_dump())
         source_uri = _resolve_source_uri(context, database)
         store = blob_store.get()

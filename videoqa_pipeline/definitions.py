@@ -8,9 +8,12 @@ import dagster as dg
 
 from videoqa_pipeline.assets import build_video_assets
 from videoqa_pipeline.config import PipelineConfig
-from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource
+from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource, table_io_manager
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.storage.io_managers import PostgresTableIOManager
+from videoqa_pipeline.sources.inbox_sensor import build_inbox_sensor
+from videoqa_pipeline.sources.job_sensor import build_job_sensor
+from videoqa_pipeline.sources.run_ledger import build_job_hooks
+from videoqa_pipeline.sources.run_status import build_run_status_sensors
 
 VIDEO_PIPELINE_JOB = "video_pipeline"
 
@@ -21,22 +24,33 @@ def build_resources(settings: Settings) -> dict[str, object]:
     database_url: str | dg.EnvVar | None = dg.EnvVar("DATABASE_URL") if settings.database_url else None
     database_home = str(settings.home)
     return {
-        "io_manager": PostgresTableIOManager(
-            database_url=database_url,
-            home=database_home,
-            pool_size=settings.postgres_pool_size,
-            timeout_seconds=settings.postgres_timeout,
-        ),
+        # METADATA_STORAGE picks the tables' backend, FILE_STORAGE the blobs': same keys either way.
+        "io_manager": table_io_manager(settings, database_url),
         "database": DatabaseResource(
             database_url=database_url,
             home=database_home,
             pool_size=settings.postgres_pool_size,
             timeout_seconds=settings.postgres_timeout,
         ),
-        "blob_store": BlobStoreResource(kind=settings.file_storage, root=str(settings.blob_root)),
+        "blob_store": BlobStoreResource.from_settings(settings),
         "ai": AIResource(),
         "pipeline_config": PipelineConfig.from_settings(settings),
     }
+
+
+def build_sensors(
+    settings: Settings, job: dg.UnresolvedAssetJobDefinition, assets: list[dg.AssetsDefinition]
+) -> list[dg.SensorDefinition]:
+    """Job sources per JOB_SOURCE_TYPE (``postgres`` → the ledger's job sensor; the inbox when
+    listed or when the database is the embedded one), and the run status write-back always."""
+    sensors: list[dg.SensorDefinition] = []
+    if "postgres" in settings.job_sources or settings.watches_inbox:
+        # Every source lands in the ledger; the job sensor is what turns it into runs.
+        sensors.append(build_job_sensor(settings, job.name, assets))
+    if settings.watches_inbox:
+        sensors.append(build_inbox_sensor(settings))
+    sensors.extend(build_run_status_sensors(settings, [job]))
+    return sensors
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -53,10 +67,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         VIDEO_PIPELINE_JOB,
         selection=dg.AssetSelection.assets(*assets),
         description="Every stage for one video: normalize, transcribe, scenes, keyframes, analyse, embed.",
+        hooks=build_job_hooks(settings.worker_max_attempts),
     )
     return dg.Definitions(
         assets=assets,
         jobs=[video_pipeline],
+        sensors=build_sensors(settings, video_pipeline, assets),
         resources=build_resources(settings),
         executor=dg.in_process_executor,
     )

@@ -660,10 +660,14 @@ def link_run(db: Database, job_id: int, attempt: int, run_id: str) -> bool:
         return cursor.rowcount > 0
 
 
-def mark_running(db: Database, job_id: int, attempt: int, run_id: str) -> str | None:
+def mark_running(
+    db: Database, job_id: int, attempt: int, run_id: str, *, parent_run_id: str | None = None
+) -> str | None:
     """The run of ``attempt`` started: queued → running, with its run ID.
 
-    Idempotent. A job cancelled meanwhile stays cancelled: the caller should stop the run.
+    Idempotent. A job cancelled meanwhile stays cancelled: the caller should stop the run. A
+    re-execution (from the UI) of the job's failed or cancelled run, ``parent_run_id``, takes the
+    job over as a new attempt: that is how re-executing a run re-queues its job.
 
     Returns:
         The job's status after the call (None when the job does not exist).
@@ -677,6 +681,16 @@ def mark_running(db: Database, job_id: int, attempt: int, run_id: str) -> str | 
                 RETURNING status""",
             (run_id, job_id, attempt, run_id),
         ).fetchone()
+        if row is None and parent_run_id is not None:
+            row = conn.execute(
+                f"""UPDATE {JOBS_TABLE}
+                    SET status = 'running', run_id = %s, attempts = attempts + 1, retry_base = attempts,
+                        error = NULL, failed_step = NULL, transient = NULL, started_at = now(),
+                        finished_at = NULL, updated_at = now()
+                    WHERE id = %s AND status IN ('failed', 'cancelled') AND run_id = %s
+                    RETURNING status""",
+                (run_id, job_id, parent_run_id),
+            ).fetchone()
         if row is not None:
             return str(row[0])
         current = conn.execute(f"SELECT status FROM {JOBS_TABLE} WHERE id = %s", (job_id,)).fetchone()
@@ -702,10 +716,10 @@ def mark_succeeded(
                 SET status = 'succeeded', run_id = %s, error = NULL, failed_step = NULL, transient = NULL,
                     step_seconds = COALESCE(%s, step_seconds), started_at = COALESCE(started_at, now()),
                     finished_at = COALESCE(finished_at, now()), updated_at = now()
-                WHERE id = %s AND attempts = %s AND (run_id IS NULL OR run_id = %s)
+                WHERE id = %s AND ((attempts = %s AND (run_id IS NULL OR run_id = %s)) OR run_id = %s)
                       AND (status IN ('queued', 'running') OR (status = 'succeeded' AND %s::jsonb IS NOT NULL))
-""",
-            (run_id, durations, job_id, attempt, run_id, durations),
+                """,
+            (run_id, durations, job_id, attempt, run_id, run_id, durations),
         )
         return cursor.rowcount > 0
 
@@ -745,8 +759,9 @@ def mark_failed(
                 SET status = CASE WHEN %s AND attempts - retry_base < %s THEN 'pending' ELSE 'failed' END,
                     run_id = COALESCE(%s, run_id), error = %s, failed_step = %s, transient = %s,
                     finished_at = now(), updated_at = now()
-                WHERE id = %s AND attempts = %s AND status IN ('queued', 'running')
-                      AND (run_id IS NULL OR %s::text IS NULL OR run_id = %s)
+                WHERE id = %s AND status IN ('queued', 'running')
+                      AND ((attempts = %s AND (run_id IS NULL OR %s::text IS NULL OR run_id = %s))
+                           OR run_id = %s)
                 RETURNING status""",
             (
                 transient,
@@ -757,6 +772,7 @@ def mark_failed(
                 transient,
                 job_id,
                 attempt,
+                run_id,
                 run_id,
                 run_id,
             ),
@@ -773,9 +789,9 @@ def mark_run_cancelled(db: Database, job_id: int, attempt: int, run_id: str) -> 
             f"""UPDATE {JOBS_TABLE}
                 SET status = 'cancelled', run_id = %s, finished_at = now(), updated_at = now(),
                     error = COALESCE(error, 'run was cancelled')
-                WHERE id = %s AND attempts = %s AND status IN ('queued', 'running')
-                      AND (run_id IS NULL OR run_id = %s)""",
-            (run_id, job_id, attempt, run_id),
+                WHERE id = %s AND status IN ('queued', 'running')
+                      AND ((attempts = %s AND (run_id IS NULL OR run_id = %s)) OR run_id = %s)""",
+            (run_id, job_id, attempt, run_id, run_id),
         )
         return cursor.rowcount > 0
 

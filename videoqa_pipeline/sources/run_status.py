@@ -1,0 +1,240 @@
+"""Run status write-back: the backstop for the run's own updates, and a sweeper for lost runs.
+
+* ``job_run_started_sensor``: running, with the run ID.
+* ``job_run_succeeded_sensor``: succeeded, with the seconds each step took.
+* ``job_run_failed_sensor``: failed with the failing step and its error message; a transient
+  failure goes back to pending while ``WORKER_MAX_ATTEMPTS`` allows (bad input never does).
+* ``job_run_cancelled_sensor``: cancelled.
+* ``job_sweeper``: queued or running jobs whose run vanished, ended without the ledger hearing of
+  it, or runs longer than ``VIDEOQA_RUN_TIMEOUT`` (that run is terminated).
+
+All writes are idempotent and keyed by job, attempt and run (:mod:`videoqa_pipeline.storage.ledger`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import dagster as dg
+
+from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.settings import Settings
+from videoqa_pipeline.sources.job_sensor import TRANSIENT_DATABASE_ERRORS
+from videoqa_pipeline.sources.run_ledger import job_of_run
+from videoqa_pipeline.storage import ledger
+from videoqa_pipeline.storage.database import Database
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_SECONDS = 30
+SWEEP_BATCH = 200
+#: A job's run is "vanished" when Dagster has no record of it this long after it was linked.
+_VANISHED = "its run {run_id} no longer exists in Dagster (deleted, or the instance was reset)"
+
+
+def step_durations(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Seconds each step of ``run_id`` took (steps that have both start and end times)."""
+    durations: dict[str, float] = {}
+    for stats in instance.get_run_step_stats(run_id):
+        if stats.start_time is not None and stats.end_time is not None:
+            durations[stats.step_key] = round(stats.end_time - stats.start_time, 3)
+    return durations
+
+
+def failure_details(context: dg.RunFailureSensorContext) -> tuple[str, str | None, bool]:
+    """``(message, failed step, transient)`` of a failed run, from its step failure events."""
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        user = data.user_failure_data
+        if user is not None and user.description:
+            # Our assets raise Failure (no retries) for bad input: permanent.
+            return user.description, event.step_key, False
+        message = data.error.message.strip() if data.error else "step failed"
+        return message, event.step_key, True
+    message = context.failure_event.message or "run failed"
+    return message.strip(), None, True
+
+
+def build_run_status_sensors(
+    settings: Settings, monitored_jobs: Sequence[dg.UnresolvedAssetJobDefinition]
+) -> list[dg.SensorDefinition]:
+    """The four run status sensors and the sweeper, all running by default."""
+    max_attempts = settings.worker_max_attempts
+    interval = max(1, round(settings.worker_poll_ms / 1000))
+    jobs = list(monitored_jobs)
+
+    @dg.run_status_sensor(
+        name="job_run_started_sensor",
+        run_status=dg.DagsterRunStatus.STARTED,
+        monitored_jobs=jobs,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Marks a run's job running, with its run ID.",
+    )
+    def job_run_started_sensor(context: dg.RunStatusSensorContext, database: DatabaseResource) -> None:
+        job = job_of_run(context.dagster_run.tags)
+        if job is not None:
+            _guard(
+                context,
+                lambda: ledger.mark_running(database.get(), job[0], job[1], context.dagster_run.run_id),
+            )
+
+    @dg.run_status_sensor(
+        name="job_run_succeeded_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=jobs,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Marks a run's job succeeded, with the seconds each step took.",
+    )
+    def job_run_succeeded_sensor(context: dg.RunStatusSensorContext, database: DatabaseResource) -> None:
+        job = job_of_run(context.dagster_run.tags)
+        if job is not None:
+            run_id = context.dagster_run.run_id
+            durations = step_durations(context.instance, run_id)
+            _guard(context, lambda: ledger.mark_succeeded(database.get(), job[0], job[1], run_id, durations))
+
+    @dg.run_failure_sensor(
+        name="job_run_failed_sensor",
+        monitored_jobs=jobs,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Marks a run's job failed with the failing step and its error (or pending for a retry).",
+    )
+    def job_run_failed_sensor(context: dg.RunFailureSensorContext, database: DatabaseResource) -> None:
+        job = job_of_run(context.dagster_run.tags)
+        if job is None:
+            return
+        message, step, transient = failure_details(context)
+        _guard(
+            context,
+            lambda: ledger.mark_failed(
+                database.get(),
+                job[0],
+                job[1],
+                context.dagster_run.run_id,
+                error=message,
+                failed_step=step,
+                transient=transient,
+                max_attempts=max_attempts,
+            ),
+        )
+
+    @dg.run_status_sensor(
+        name="job_run_cancelled_sensor",
+        run_status=dg.DagsterRunStatus.CANCELED,
+        monitored_jobs=jobs,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Marks a run's job cancelled.",
+    )
+    def job_run_cancelled_sensor(context: dg.RunStatusSensorContext, database: DatabaseResource) -> None:
+        job = job_of_run(context.dagster_run.tags)
+        if job is not None:
+            _guard(
+                context,
+                lambda: ledger.mark_run_cancelled(database.get(), job[0], job[1], context.dagster_run.run_id),
+            )
+
+    @dg.sensor(
+        name="job_sweeper",
+        minimum_interval_seconds=SWEEP_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Fails (or retries) jobs whose run vanished or hangs past VIDEOQA_RUN_TIMEOUT.",
+    )
+    def job_sweeper(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SkipReason:
+        try:
+            swept = sweep_jobs(context.instance, database.get(), settings)
+        except TRANSIENT_DATABASE_ERRORS as error:
+            context.log.warning(f"job ledger not reachable, skipping this sweep: {error}")
+            return dg.SkipReason(f"job ledger not reachable: {error}")
+        return dg.SkipReason(f"swept {swept} job(s)" if swept else "nothing to sweep")
+
+    return [
+        job_run_started_sensor,
+        job_run_succeeded_sensor,
+        job_run_failed_sensor,
+        job_run_cancelled_sensor,
+        job_sweeper,
+    ]
+
+
+def _guard(context: dg.RunStatusSensorContext, write: object) -> None:
+    """Run a ledger write; a database outage is logged (the sweeper catches up later), not raised."""
+    try:
+        write()  # type: ignore[operator]
+    except TRANSIENT_DATABASE_ERRORS as error:
+        context.log.warning(f"job ledger not reachable; the sweeper will reconcile this run later: {error}")
+
+
+def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Settings) -> int:
+    """Reconcile queued and running jobs with their runs; returns how many jobs changed.
+
+    Args:
+        instance: The Dagster instance holding the runs.
+        database: The ledger's database.
+        settings: ``WORKER_MAX_ATTEMPTS`` and ``VIDEOQA_RUN_TIMEOUT``.
+    """
+    changed = 0
+    now = time.time()
+    for job in ledger.active_jobs(database, SWEEP_BATCH):
+        if job.run_id is None:
+            continue  # the job sensor re-requests queued jobs without a run
+        record = instance.get_run_record_by_id(job.run_id)
+        outcome: bool | str | None = None
+        if record is None:
+            outcome = ledger.mark_failed(
+                database,
+                job.id,
+                job.attempts,
+                job.run_id,
+                error=_VANISHED.format(run_id=job.run_id),
+                failed_step=None,
+                transient=True,
+                max_attempts=settings.worker_max_attempts,
+            )
+        else:
+            status = record.dagster_run.status
+            if status == dg.DagsterRunStatus.SUCCESS:
+                outcome = ledger.mark_succeeded(
+                    database, job.id, job.attempts, job.run_id, step_durations(instance, job.run_id)
+                )
+            elif status == dg.DagsterRunStatus.FAILURE:
+                outcome = ledger.mark_failed(
+                    database,
+                    job.id,
+                    job.attempts,
+                    job.run_id,
+                    error=f"run {job.run_id} failed (see its event log in the Dagster UI)",
+                    failed_step=None,
+                    transient=True,
+                    max_attempts=settings.worker_max_attempts,
+                )
+            elif status == dg.DagsterRunStatus.CANCELED:
+                outcome = ledger.mark_run_cancelled(database, job.id, job.attempts, job.run_id)
+            elif (
+                job.started_at is not None and now - job.started_at.timestamp() > settings.run_timeout_seconds
+            ):
+                logger.warning(
+                    "job %d: run %s exceeded VIDEOQA_RUN_TIMEOUT; terminating it", job.id, job.run_id
+                )
+                try:
+                    instance.run_launcher.terminate(job.run_id)
+                except Exception as error:  # the run may already be gone; the ledger still moves on
+                    logger.warning("could not terminate run %s: %s", job.run_id, error)
+                outcome = ledger.mark_failed(
+                    database,
+                    job.id,
+                    job.attempts,
+                    job.run_id,
+                    error=f"run {job.run_id} ran longer than VIDEOQA_RUN_TIMEOUT ({settings.run_timeout_seconds:g} s) and was terminated",
+                    failed_step=None,
+                    transient=True,
+                    max_attempts=settings.worker_max_attempts,
+                )
+        if outcome:
+            changed += 1
+            logger.info("sweeper: job %d -> %s", job.id, outcome)
+    return changed
