@@ -34,6 +34,7 @@ from videoqa_pipeline.presentation import (
 from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource
 from videoqa_pipeline.sources.run_ledger import record_run_start
 from videoqa_pipeline.storage.blobs import blob_key
+from videoqa_pipeline.storage.s3_blobs import S3StorageError
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID, lookup_source
 
@@ -47,12 +48,13 @@ FRAME_BATCH_SIZE = 16
 def reported_as_failure(step: str, video_id: str) -> Iterator[None]:
     """Turn library errors into Dagster failures a user can read.
 
-    Permanent errors (bad input, 4xx from an API) become ``Failure(allow_retries=False)``;
+    Permanent errors (bad input, 4xx from an API, a missing S3 bucket) become
+    ``Failure(allow_retries=False)``;
     transient ones are re-raised untouched so the step's RetryPolicy retries them.
     """
     try:
         yield
-    except (media.MediaError, AIProviderError, SourceUnavailableError) as error:
+    except (media.MediaError, AIProviderError, SourceUnavailableError, S3StorageError) as error:
         if not getattr(error, "permanent", True):
             raise
         raise dg.Failure(

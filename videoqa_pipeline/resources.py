@@ -13,8 +13,13 @@ import dagster as dg
 
 from videoqa_pipeline.ai import AIConfig, Embedder, FrameAnalyzer, Transcriber
 from videoqa_pipeline.ai.registry import get_embedder, get_frame_analyzer, get_transcriber
+from videoqa_pipeline.aws import AwsConfig
+from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore
 from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
+from videoqa_pipeline.storage.io_managers import PostgresTableIOManager
+from videoqa_pipeline.storage.parquet_io_manager import ParquetTableIOManager
+from videoqa_pipeline.storage.s3_blobs import S3BlobStore
 
 
 class DatabaseResource(dg.ConfigurableResource):
@@ -39,15 +44,60 @@ class DatabaseResource(dg.ConfigurableResource):
 
 
 class BlobStoreResource(dg.ConfigurableResource):
-    """Where media blobs (originals, normalized video, audio, keyframes) live."""
+    """Where media blobs (originals, normalized video, audio, keyframes) live.
+
+    ``kind="local"``: files under ``root``. ``kind="s3"``: objects under ``prefix`` in ``bucket``
+    (AWS_S3_BUCKET, S3_PREFIX), reached through ``region`` and ``endpoint_url`` (MinIO, LocalStack).
+    """
 
     kind: str = "local"
     root: str = ".videoqa/blobs"
+    bucket: str | None = None
+    prefix: str = "video-processing/"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlobStoreResource:
+        """The blob store FILE_STORAGE names, configured from the other settings."""
+        return cls(
+            kind=settings.file_storage,
+            root=str(settings.blob_root),
+            bucket=settings.aws_s3_bucket,
+            prefix=settings.s3_prefix,
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+        )
 
     def get(self) -> BlobStore:
+        if self.kind == "s3":
+            return S3BlobStore(
+                self.bucket or "", self.prefix, AwsConfig(region=self.region, endpoint_url=self.endpoint_url)
+            )
         if self.kind != "local":
-            raise dg.Failure(f"blob store kind {self.kind!r} is not available in this version (use local)")
+            raise dg.Failure(
+                f"blob store kind {self.kind!r} is not available in this version (use local or s3)"
+            )
         return LocalBlobStore(Path(self.root))
+
+
+def table_io_manager(
+    settings: Settings, database_url: str | dg.EnvVar | None
+) -> PostgresTableIOManager | ParquetTableIOManager:
+    """The IO manager METADATA_STORAGE names: PostgreSQL tables, or Parquet objects on S3."""
+    if settings.metadata_storage == "s3":
+        return ParquetTableIOManager(
+            bucket=settings.aws_s3_bucket or "",
+            prefix=settings.s3_prefix,
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+        )
+    return PostgresTableIOManager(
+        database_url=database_url,
+        home=str(settings.home),
+        pool_size=settings.postgres_pool_size,
+        timeout_seconds=settings.postgres_timeout,
+    )
 
 
 class AIResource(dg.ConfigurableResource):
