@@ -387,6 +387,11 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 }
             )
             context.log.debug("keyframe %d: scene %d at %.2fs", position, scene_index, frame.timestamp)
+        # A re-run that selects fewer scenes must not leave the previous run's JPEGs behind.
+        kept = {row["blob_key"] for row in rows}
+        with reported_as_failure("keyframes", video_id):
+            for stale in set(store.list_keys(f"{video_id}/keyframes/")) - kept:
+                store.delete_prefix(stale)
         return dg.Output(
             _table("keyframes", rows),
             metadata={

@@ -7,9 +7,9 @@ multi-GB original never sits in memory; local files are used in place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 import urllib.error
@@ -87,20 +87,28 @@ def _download_http(url: str, target: Path, timeout_seconds: float) -> None:
 
 
 def _download_s3(uri: str, target: Path, endpoint_url: str | None) -> None:
-    import boto3
+    # Same client configuration as the S3 blob store (region, endpoint, retries) and the same
+    # bounded-memory multipart transfer, so a multi-GB original streams to disk.
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from videoqa_pipeline import aws
+    from videoqa_pipeline.storage.s3_blobs import transfer_config
 
     parts = urlsplit(uri)
     bucket, key = parts.netloc, unquote(parts.path.lstrip("/"))
-    client = boto3.client("s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
+    if not bucket or not key:
+        raise SourceUnavailableError(f"cannot read {uri!r}: expected s3://<bucket>/<key>", permanent=True)
+    config = aws.AwsConfig.from_env()
+    if endpoint_url:
+        config = dataclasses.replace(config, endpoint_url=endpoint_url)
+    client = aws.client("s3", config)
     try:
-        client.download_file(bucket, key, str(target))
-    except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        permanent = code in ("404", "NoSuchKey", "NoSuchBucket", "403", "AccessDenied")
-        raise SourceUnavailableError(f"reading {uri} failed: {code or error}", permanent=permanent) from error
-    except BotoCoreError as error:
-        raise SourceUnavailableError(f"reading {uri} failed: {error}", permanent=False) from error
+        client.download_file(bucket, key, str(target), Config=transfer_config())
+    except (ClientError, BotoCoreError) as error:
+        raise SourceUnavailableError(
+            f"reading {uri} failed: {aws.describe_error(error)}", permanent=aws.is_permanent(error)
+        ) from error
+    logger.info("downloaded %s (%d bytes)", uri, target.stat().st_size)
 
 
 def file_sha256(path: Path) -> str:

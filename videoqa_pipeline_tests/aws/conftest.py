@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from videoqa_pipeline import aws
+from videoqa_pipeline import aws, media
+from videoqa_pipeline.settings import Settings
+from videoqa_pipeline.storage.database import DatabaseSettings, get_database
+from videoqa_pipeline.storage.embedded import release_embedded_database
 
 REGION = "us-east-1"
 
@@ -88,3 +94,37 @@ def bucket(s3: Any) -> str:
     name = f"videoqa-test-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def aws_home() -> Iterator[Path]:
+    """A VIDEOQA_HOME outside pytest's temp root (see videoqa_pipeline_tests/pipeline/conftest.py).
+
+    The embedded PostgreSQL under it is stopped before the directory is removed.
+    """
+    home = Path(tempfile.mkdtemp(prefix="videoqa-aws-home-"))
+    yield home
+    get_database(DatabaseSettings(url=None, home=home, pool_size=5, timeout_seconds=10.0)).close()
+    release_embedded_database(home)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def aws_settings(home: Path, endpoint: str, **env: str) -> Settings:
+    """Settings for ``home`` and the moto ``endpoint``, plus ``env`` (e.g. STORAGE_TYPE)."""
+    return Settings.from_env(
+        {
+            "VIDEOQA_HOME": str(home),
+            "LOG_LEVEL": "WARNING",
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": endpoint,
+            **env,
+        }
+    ).validate()
+
+
+@pytest.fixture(scope="session")
+def small_video(tmp_path_factory: pytest.TempPathFactory) -> media.SampleVideo:
+    """Two scenes, six seconds, a tone for audio: every stage has something to do, quickly."""
+    return media.make_sample_video(
+        tmp_path_factory.mktemp("aws-media") / "small.mp4", scene_seconds=(3.0, 3.0), preset="ultrafast"
+    )
