@@ -14,6 +14,7 @@ from videoqa_pipeline.sources.inbox_sensor import build_inbox_sensor
 from videoqa_pipeline.sources.job_sensor import build_job_sensor
 from videoqa_pipeline.sources.run_ledger import build_job_hooks
 from videoqa_pipeline.sources.run_status import build_run_status_sensors
+from videoqa_pipeline.sources.sqs_sensor import build_sqs_sensor
 
 VIDEO_PIPELINE_JOB = "video_pipeline"
 
@@ -44,11 +45,13 @@ def build_sensors(
     """Job sources per JOB_SOURCE_TYPE (``postgres`` → the ledger's job sensor; the inbox when
     listed or when the database is the embedded one), and the run status write-back always."""
     sensors: list[dg.SensorDefinition] = []
-    if "postgres" in settings.job_sources or settings.watches_inbox:
+    if "postgres" in settings.job_sources or "sqs" in settings.job_sources or settings.watches_inbox:
         # Every source lands in the ledger; the job sensor is what turns it into runs.
         sensors.append(build_job_sensor(settings, job.name, assets))
     if settings.watches_inbox:
         sensors.append(build_inbox_sensor(settings))
+    if "sqs" in settings.job_sources:
+        sensors.append(build_sqs_sensor(settings))
     sensors.extend(build_run_status_sensors(settings, [job]))
     return sensors
 
