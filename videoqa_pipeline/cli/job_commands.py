@@ -1,0 +1,248 @@
+"""`videoqa` sub-commands for the job ledger: submit, status, requeue, cancel, reprocess.
+
+These only write and read ``videoqa_jobs``; the job sensor of a running ``dagster dev`` (or
+daemon) turns pending jobs into runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from videoqa_pipeline.settings import Settings, SettingsError
+from videoqa_pipeline.storage import ledger
+from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
+from videoqa_pipeline.storage.errors import StorageError
+
+
+def _database() -> Database:
+    try:
+        settings = Settings.from_env().validate()
+    except SettingsError as error:
+        raise click.ClickException(
+            f"{error}\nRun `videoqa check-config` for the effective settings."
+        ) from error
+    database = get_database(
+        DatabaseSettings(
+            url=settings.database_url,
+            home=settings.home,
+            pool_size=2,
+            timeout_seconds=settings.postgres_timeout,
+        )
+    )
+    try:
+        database.ensure_schema()
+    except StorageError as error:
+        raise click.ClickException(str(error)) from error
+    return database
+
+
+def _age(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    seconds = (datetime.now(timezone.utc) - moment).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _as_dict(job: ledger.Job) -> dict[str, Any]:
+    return {
+        key: (value.isoformat() if isinstance(value, datetime) else value) for key, value in vars(job).items()
+    }
+
+
+def _echo_job(job: ledger.Job) -> None:
+    rows = [
+        ("job", job.id),
+        ("status", job.status),
+        ("video", job.video_id or "-"),
+        ("source", job.source_uri or "-"),
+        ("from stage", job.from_stage or "all stages"),
+        ("options", json.dumps(job.options) if job.options else "-"),
+        ("intake", f"{job.source_kind}" + (f" ({job.external_id})" if job.external_id else "")),
+        ("attempts", job.attempts),
+        ("run", job.run_id or "-"),
+        ("created", f"{job.created_at:%Y-%m-%d %H:%M:%S} ({_age(job.created_at)})"),
+        ("started", _age(job.started_at)),
+        ("finished", _age(job.finished_at)),
+    ]
+    if job.step_seconds:
+        rows.append(
+            ("steps", ", ".join(f"{step} {seconds:.1f}s" for step, seconds in job.step_seconds.items()))
+        )
+    if job.error:
+        where = f" in {job.failed_step}" if job.failed_step else ""
+        kind = (
+            {True: " (transient)", False: " (permanent)"}.get(job.transient, "")
+            if job.transient is not None
+            else ""
+        )
+        rows.append((f"error{where}{kind}", job.error))
+    for name, value in rows:
+        click.echo(f"{name:<22} {value}")
+
+
+def _job_or_fail(database: Database, job_id: int) -> ledger.Job:
+    try:
+        return ledger.get_job(database, job_id)
+    except ledger.JobNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@click.command("submit")
+@click.argument("source")
+@click.option("--video-id", help="Partition key to use (default: derived from the source).")
+@click.option("--max-frames", type=int, help="Override max_frames_per_video for this job.")
+@click.option("--callback-url", help="Where to POST the outcome when the job finishes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+def submit(
+    source: str, video_id: str | None, max_frames: int | None, callback_url: str | None, as_json: bool
+) -> None:
+    """Add a job for SOURCE (a path or file://, http(s)://, s3:// URI) to the ledger."""
+    from videoqa_pipeline.runner import canonical_source_uri
+
+    options: dict[str, Any] = {}
+    if max_frames is not None:
+        options["max_frames_per_video"] = max_frames
+    source_uri = canonical_source_uri(source)
+    problem = ledger.source_problem(source_uri)
+    if problem is not None:
+        raise click.ClickException(problem)
+    database = _database()
+    try:
+        job = ledger.submit_job(
+            database,
+            ledger.JobRequest(
+                source_uri, video_id=video_id, options=options, callback_url=callback_url, source_kind="cli"
+            ),
+            strict=True,
+        )
+    except ledger.JobMessageError as error:
+        raise click.ClickException(str(error)) from error
+    if as_json:
+        click.echo(json.dumps({"job_id": job.job_id, "video_id": job.video_id, "created": job.created}))
+    else:
+        click.echo(f"job {job.job_id} pending for video {job.video_id}  ({source_uri})")
+        click.echo(
+            f"A running `dagster dev` (or daemon) picks it up; follow it with `videoqa status {job.job_id}`."
+        )
+
+
+@click.command("status")
+@click.argument("job_id", required=False, type=int)
+@click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
+@click.option(
+    "--status", "status_filter", type=click.Choice(ledger.JOB_STATUSES), help="Only jobs in this status."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(job_id: int | None, limit: int, status_filter: str | None, as_json: bool) -> None:
+    """A table of recent jobs, or everything about JOB_ID (with its error)."""
+    database = _database()
+    if job_id is not None:
+        job = _job_or_fail(database, job_id)
+        if as_json:
+            click.echo(json.dumps(_as_dict(job), indent=2, default=str))
+        else:
+            _echo_job(job)
+        return
+    jobs = ledger.list_jobs(database, limit=limit, status=status_filter)
+    if as_json:
+        click.echo(json.dumps([_as_dict(job) for job in jobs], indent=2, default=str))
+        return
+    counts = ledger.count_by_status(database)
+    click.echo("  ".join(f"{name} {count}" for name, count in counts.items()))
+    if not jobs:
+        click.echo("no jobs yet: `videoqa submit PATH`, an INSERT into videoqa_jobs, or a file in the inbox")
+        return
+    click.echo(f"{'job':>6}  {'status':<9}  {'video':<28}  {'try':>3}  {'created':<9}  source / error")
+    for job in jobs:
+        detail = job.error if job.status == "failed" and job.error else job.source_uri
+        click.echo(
+            f"{job.id:>6}  {job.status:<9}  {(job.video_id or '-')[:28]:<28}  {job.attempts:>3}  "
+            f"{_age(job.created_at):<9}  {(detail or '-')[:90]}"
+        )
+
+
+@click.command("requeue")
+@click.argument("job_id", type=int)
+@click.option("--force", is_flag=True, help="Also requeue a job that succeeded.")
+def requeue(job_id: int, force: bool) -> None:
+    """Put a failed or cancelled job back to pending (a new attempt, a fresh retry budget)."""
+    try:
+        job = ledger.requeue_job(_database(), job_id, force=force)
+    except (ledger.JobNotFoundError, ledger.JobStateError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"job {job.id} pending again (next attempt {job.attempts + 1})")
+
+
+@click.command("cancel")
+@click.argument("job_id", type=int)
+def cancel(job_id: int) -> None:
+    """Cancel a pending, queued or running job (and terminate its run when this machine can)."""
+    try:
+        job = ledger.cancel_job(_database(), job_id)
+    except (ledger.JobNotFoundError, ledger.JobStateError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"job {job.id} cancelled")
+    if job.run_id:
+        click.echo(_terminate(job.run_id))
+
+
+def _terminate(run_id: str) -> str:
+    """Ask the Dagster instance (DAGSTER_HOME) to stop ``run_id``; say what happened."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return f"run {run_id}: set DAGSTER_HOME to terminate it from here, or terminate it in the UI"
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return f"run {run_id} is not running"
+        instance.run_coordinator.cancel_run(run_id)
+    return f"run {run_id}: termination requested"
+
+
+@click.command("reprocess")
+@click.argument("video_id")
+@click.option(
+    "--from",
+    "from_stage",
+    type=click.Choice(ledger.STAGES),
+    default=ledger.STAGES[0],
+    show_default=True,
+    help="Re-materialize this stage and everything downstream of it.",
+)
+def reprocess(video_id: str, from_stage: str) -> None:
+    """Re-materialize one video from a stage on (e.g. after changing the vision model)."""
+    from videoqa_pipeline.media import bundled_sample_video
+    from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID
+
+    database = _database()
+    source = ledger.lookup_source(database, video_id)
+    if source is None and video_id == SAMPLE_VIDEO_ID:
+        source = str(bundled_sample_video())
+    if source is None:
+        raise click.ClickException(
+            f"no source is known for video {video_id!r}: submit it first with `videoqa submit PATH --video-id {video_id}`"
+        )
+    try:
+        job = ledger.submit_job(
+            database,
+            ledger.JobRequest(source, video_id=video_id, from_stage=from_stage, source_kind="cli"),
+            strict=True,
+        )
+    except ledger.JobMessageError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"job {job.job_id} pending: {video_id} from {from_stage} on")
+
+
+def register(group: click.Group) -> None:
+    """Attach this module's commands to the top-level group."""
+    for command in (submit, status, requeue, cancel, reprocess):
+        group.add_command(command)
