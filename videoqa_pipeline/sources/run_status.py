@@ -220,10 +220,7 @@ def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Setti
                 logger.warning(
                     "job %d: run %s exceeded VIDEOQA_RUN_TIMEOUT; terminating it", job.id, job.run_id
                 )
-                try:
-                    instance.run_launcher.terminate(job.run_id)
-                except Exception as error:  # the run may already be gone; the ledger still moves on
-                    logger.warning("could not terminate run %s: %s", job.run_id, error)
+                _terminate_hung_run(instance, record.dagster_run, settings.run_timeout_seconds)
                 outcome = ledger.mark_failed(
                     database,
                     job.id,
@@ -238,3 +235,18 @@ def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Setti
             changed += 1
             logger.info("sweeper: job %d -> %s", job.id, outcome)
     return changed
+
+
+def _terminate_hung_run(instance: dg.DagsterInstance, run: dg.DagsterRun, timeout: float) -> None:
+    """Stop a run that outlived the timeout; if its worker is already dead (a crashed machine or
+    daemon), mark the run failed in Dagster so it stops holding a run-concurrency slot."""
+    try:
+        terminated = instance.run_launcher.terminate(run.run_id)
+    except Exception as error:  # the worker may be long gone; the ledger still moves on
+        logger.warning("could not terminate run %s: %s", run.run_id, error)
+        terminated = False
+    current = instance.get_run_by_id(run.run_id)
+    if not terminated and current is not None and not current.is_finished:
+        instance.report_run_failed(
+            current, f"run exceeded VIDEOQA_RUN_TIMEOUT ({timeout:g} s) and its worker did not answer"
+        )
