@@ -212,6 +212,32 @@ def _create_jobs_ledger(conn: psycopg.Connection, context: MigrationContext) -> 
         conn.execute(statement)
 
 
+def _add_job_callbacks(conn: psycopg.Connection, context: MigrationContext) -> None:
+    """Completion-callback bookkeeping on the job row (see :mod:`videoqa_pipeline.service.callbacks`).
+
+    ``callback_outcome_at`` is the ``finished_at`` the other columns refer to, so a requeued job that
+    finishes again owes a new callback. The two partial indexes serve the deliverer's two questions:
+    which outcomes finished recently, and which retries are due.
+    """
+    statements = [
+        """
+        ALTER TABLE videoqa_jobs
+            ADD COLUMN callback_state text
+                CHECK (callback_state IN ('retrying', 'delivered', 'gave_up')),
+            ADD COLUMN callback_attempts integer NOT NULL DEFAULT 0,
+            ADD COLUMN callback_last_error text,
+            ADD COLUMN callback_next_at timestamptz,
+            ADD COLUMN callback_outcome_at timestamptz,
+            ADD COLUMN callback_delivered_at timestamptz""",
+        """CREATE INDEX videoqa_jobs_finished_idx ON videoqa_jobs (finished_at)
+           WHERE status IN ('succeeded', 'failed', 'cancelled')""",
+        """CREATE INDEX videoqa_jobs_callback_due_idx ON videoqa_jobs (callback_next_at)
+           WHERE callback_state = 'retrying'""",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
 #: All migrations, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -220,6 +246,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _create_pipeline_tables,
     ),
     Migration(2, "job ledger: videoqa_jobs, indexed on (status, id)", _create_jobs_ledger),
+    Migration(3, "job completion callbacks: attempts, last error, next try", _add_job_callbacks),
 )
 
 CURRENT_SCHEMA_VERSION = MIGRATIONS[-1].version
