@@ -18,9 +18,15 @@ def main() -> None:
 
 
 def _register_all() -> None:
-    from videoqa_pipeline.cli import ai_commands, job_commands, media_commands, pipeline_commands
+    from videoqa_pipeline.cli import (
+        ai_commands,
+        job_commands,
+        media_commands,
+        pipeline_commands,
+        service_commands,
+    )
 
-    for module in (media_commands, ai_commands, pipeline_commands, job_commands):
+    for module in (media_commands, ai_commands, pipeline_commands, job_commands, service_commands):
         module.register(main)
 
 
