@@ -28,11 +28,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def moto_endpoint() -> Iterator[str]:
-    """Start moto's HTTP server for the session; dummy credentials and the endpoint go in the environment.
+    """Start moto's HTTP server for this package's tests, with dummy credentials in the environment.
 
-    The environment is what deployments use too: boto3's credential chain, and ``AWS_ENDPOINT_URL``
+    The environment (restored afterwards) is what deployments use too: boto3's credential chain, and ``AWS_ENDPOINT_URL``
     for code paths that only have a URI (``s3://`` sources).
     """
     server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed")
@@ -73,17 +73,17 @@ _ENV = (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def aws_config(moto_endpoint: str) -> aws.AwsConfig:
     return aws.AwsConfig(region=REGION, endpoint_url=moto_endpoint, max_attempts=2)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def s3(aws_config: aws.AwsConfig) -> Any:
     return aws.client("s3", aws_config)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sqs(aws_config: aws.AwsConfig) -> Any:
     return aws.client("sqs", aws_config)
 
@@ -96,7 +96,7 @@ def bucket(s3: Any) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def aws_home() -> Iterator[Path]:
     """A VIDEOQA_HOME outside pytest's temp root (see videoqa_pipeline_tests/pipeline/conftest.py).
 
@@ -122,7 +122,7 @@ def aws_settings(home: Path, endpoint: str, **env: str) -> Settings:
     ).validate()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def small_video(tmp_path_factory: pytest.TempPathFactory) -> media.SampleVideo:
     """Two scenes, six seconds, a tone for audio: every stage has something to do, quickly."""
     return media.make_sample_video(

@@ -113,7 +113,7 @@ def test_empty_bucket_name_is_refused() -> None:
 
 
 _ROUND_TRIP = r"""
-import hashlib, json, os, resource, sys, time
+import hashlib, json, os, sys, time
 from pathlib import Path
 from videoqa_pipeline import aws
 from videoqa_pipeline.storage.s3_blobs import S3BlobStore
@@ -121,7 +121,16 @@ from videoqa_pipeline.storage.s3_blobs import S3BlobStore
 path = Path(sys.argv[1]); bucket = sys.argv[2]
 config = aws.AwsConfig(region="us-east-1", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
 store = S3BlobStore(bucket, "big/", config)
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def status_mb(field):
+    # VmHWM belongs to this process image; ru_maxrss would carry the forking parent's peak.
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(field)
+
+baseline = status_mb("VmHWM")
 started = time.perf_counter()
 store.put_file("vid/source/big.bin", path)
 uploaded = time.perf_counter()
@@ -133,7 +142,7 @@ with store.local_path("vid/source/big.bin") as local:
             digest.update(chunk)
 done = time.perf_counter()
 print(json.dumps({"size": size, "sha256": digest.hexdigest(), "baseline_mb": baseline,
-    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_mb": status_mb("VmHWM"),
     "upload_s": uploaded - started, "download_s": done - uploaded}))
 """
 
