@@ -24,6 +24,7 @@ from videoqa_pipeline.storage.embedded import (
     embedded_server_status,
     stop_embedded_server,
 )
+from videoqa_pipeline.storage.migrations import MIGRATIONS
 
 from .conftest import create_scratch_database
 
@@ -193,9 +194,12 @@ def test_concurrent_ensure_schema_migrates_once(embedded_home: Path, tmp_path: P
         assert worker.returncode == 0, stderr[-3000:]
         results.append(json.loads(stdout.strip().splitlines()[-1]))
 
-    assert sorted(results, key=len) == [[], [], [], [1]]
+    every_version = [migration.version for migration in MIGRATIONS]
+    assert sorted(results, key=len) == [[], [], [], every_version], (
+        "exactly one process applies the migrations"
+    )
     with psycopg.connect(url) as conn:
         versions = conn.execute("SELECT version FROM videoqa_schema_migrations").fetchall()
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'videoqa_%'").fetchone()
-    assert versions == [(1,)]
+    assert versions == [(version,) for version in every_version]
     assert tables is not None and tables[0] == 8  # seven data tables + the migrations table
