@@ -89,11 +89,21 @@ def downstream_selections(assets: Sequence[dg.AssetsDefinition]) -> dict[str, li
     return selections
 
 
-def _run_exists(instance: dg.DagsterInstance, job: ledger.Job) -> str | None:
-    runs = instance.get_run_records(
-        filters=dg.RunsFilter(tags={JOB_ID_TAG: str(job.id), JOB_ATTEMPT_TAG: str(job.attempts)}), limit=1
+def _existing_runs(instance: dg.DagsterInstance, jobs: Sequence[ledger.Job]) -> dict[tuple[int, int], str]:
+    """Run IDs of the runs that already exist for these job attempts, in one run-storage query."""
+    if not jobs:
+        return {}
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={JOB_ID_TAG: [str(job.id) for job in jobs]}), limit=4 * len(jobs)
     )
-    return runs[0].dagster_run.run_id if runs else None
+    found: dict[tuple[int, int], str] = {}
+    for record in records:
+        tags = record.dagster_run.tags
+        try:
+            found[(int(tags[JOB_ID_TAG]), int(tags.get(JOB_ATTEMPT_TAG, "0")))] = record.dagster_run.run_id
+        except (KeyError, ValueError):
+            continue
+    return found
 
 
 def evaluate_job_tick(
@@ -105,8 +115,10 @@ def evaluate_job_tick(
     """One tick of the job sensor (see the module docstring); separate from the decorator for tests."""
     run_requests: list[dg.RunRequest] = []
     # 1. Queued jobs without a run: link the runs that exist, request again the ones that do not.
-    for job in ledger.queued_jobs_without_run(database, settings.max_queued_runs):
-        run_id = _run_exists(context.instance, job)
+    unlinked = ledger.queued_jobs_without_run(database, settings.max_queued_runs)
+    existing = _existing_runs(context.instance, unlinked)
+    for job in unlinked:
+        run_id = existing.get((job.id, job.attempts))
         if run_id is not None:
             ledger.link_run(database, job.id, job.attempts, run_id)
         else:

@@ -215,7 +215,10 @@ def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Setti
             elif status == dg.DagsterRunStatus.CANCELED:
                 outcome = ledger.mark_run_cancelled(database, job.id, job.attempts, job.run_id)
             elif (
-                job.started_at is not None and now - job.started_at.timestamp() > settings.run_timeout_seconds
+                # Waiting in Dagster's run queue is not hanging: only launched runs time out.
+                status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
+                and (since := job.started_at or job.queued_at) is not None
+                and now - since.timestamp() > settings.run_timeout_seconds
             ):
                 logger.warning(
                     "job %d: run %s exceeded VIDEOQA_RUN_TIMEOUT; terminating it", job.id, job.run_id
