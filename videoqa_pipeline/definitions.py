@@ -9,6 +9,7 @@ import dagster as dg
 from videoqa_pipeline.assets import build_video_assets
 from videoqa_pipeline.config import PipelineConfig
 from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource, table_io_manager
+from videoqa_pipeline.service.callback_sensor import build_callback_sensor
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.sources.inbox_sensor import build_inbox_sensor
 from videoqa_pipeline.sources.job_sensor import build_job_sensor
@@ -42,10 +43,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
 def build_sensors(
     settings: Settings, job: dg.UnresolvedAssetJobDefinition, assets: list[dg.AssetsDefinition]
 ) -> list[dg.SensorDefinition]:
-    """Job sources per JOB_SOURCE_TYPE (``postgres`` → the ledger's job sensor; the inbox when
-    listed or when the database is the embedded one), and the run status write-back always."""
+    """Job sources per JOB_SOURCE_TYPE (``postgres``, ``sqs``, ``webhook`` → the ledger's job sensor;
+    the inbox when listed or when the database is the embedded one), the run status write-back and
+    the completion callbacks always."""
     sensors: list[dg.SensorDefinition] = []
-    if "postgres" in settings.job_sources or "sqs" in settings.job_sources or settings.watches_inbox:
+    if (
+        any(source in settings.job_sources for source in ("postgres", "sqs", "webhook"))
+        or settings.watches_inbox
+    ):
         # Every source lands in the ledger; the job sensor is what turns it into runs.
         sensors.append(build_job_sensor(settings, job.name, assets))
     if settings.watches_inbox:
@@ -53,6 +58,8 @@ def build_sensors(
     if "sqs" in settings.job_sources:
         sensors.append(build_sqs_sensor(settings))
     sensors.extend(build_run_status_sensors(settings, [job]))
+    # Completion callbacks for every source; a dead receiver costs this sensor a bounded tick, never a run.
+    sensors.append(build_callback_sensor(settings))
     return sensors
 
 
