@@ -83,6 +83,11 @@ def _job_of_hook(context: dg.HookContext) -> tuple[int, int] | None:
     return None if run is None else job_of_run(run.tags)
 
 
+def _parent_of_hook(context: dg.HookContext) -> str | None:
+    run = context.instance.get_run_by_id(context.run_id)
+    return None if run is None else run.tags.get(PARENT_RUN_ID_TAG)
+
+
 def build_job_hooks(max_attempts: int) -> set[dg.HookDefinition]:
     """Success and failure hooks that write the run's outcome to its job row.
 
@@ -100,7 +105,9 @@ def build_job_hooks(max_attempts: int) -> set[dg.HookDefinition]:
         if context.op.name == FINAL_STEP:
             ledger.mark_succeeded(database, job[0], job[1], context.run_id)
         else:
-            ledger.mark_running(database, job[0], job[1], context.run_id)
+            ledger.mark_running(
+                database, job[0], job[1], context.run_id, parent_run_id=_parent_of_hook(context)
+            )
 
     @dg.failure_hook(name="videoqa_job_step_failed", required_resource_keys={"database"})
     def job_step_failed(context: dg.HookContext) -> None:

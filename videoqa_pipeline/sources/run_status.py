@@ -22,7 +22,7 @@ import dagster as dg
 from videoqa_pipeline.resources import DatabaseResource
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.sources.job_sensor import TRANSIENT_DATABASE_ERRORS
-from videoqa_pipeline.sources.run_ledger import job_of_run
+from videoqa_pipeline.sources.run_ledger import PARENT_RUN_ID_TAG, job_of_run
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 
@@ -78,7 +78,13 @@ def build_run_status_sensors(
         if job is not None:
             _guard(
                 context,
-                lambda: ledger.mark_running(database.get(), job[0], job[1], context.dagster_run.run_id),
+                lambda: ledger.mark_running(
+                    database.get(),
+                    job[0],
+                    job[1],
+                    context.dagster_run.run_id,
+                    parent_run_id=context.dagster_run.tags.get(PARENT_RUN_ID_TAG),
+                ),
             )
 
     @dg.run_status_sensor(

@@ -286,3 +286,20 @@ def test_parse_job_message_explains_what_is_wrong() -> None:
     ]:
         with pytest.raises(ledger.JobMessageError, match=reason):
             ledger.parse_job_message(body)
+
+
+def test_re_executing_a_failed_run_takes_the_job_over(ledger_db: LedgerDatabase, tiny_video: Path) -> None:
+    db = ledger_db.database
+    job_id = ledger.submit_job(db, ledger.JobRequest(str(tiny_video))).job_id
+    ledger.claim_pending_jobs(db, 10)
+    ledger.mark_running(db, job_id, 1, "first")
+    ledger.mark_failed(
+        db, job_id, 1, "first", error="bad", failed_step="scenes", transient=False, max_attempts=3
+    )
+    # A re-execution carries the old attempt's tags plus its parent run.
+    assert ledger.mark_running(db, job_id, 1, "unrelated", parent_run_id="someone-else") == "failed"
+    assert ledger.mark_running(db, job_id, 1, "second", parent_run_id="first") == "running"
+    job = ledger.get_job(db, job_id)
+    assert (job.attempts, job.run_id, job.error) == (2, "second", None)
+    assert ledger.mark_succeeded(db, job_id, 1, "second")
+    assert ledger.get_job(db, job_id).status == "succeeded"
