@@ -87,3 +87,20 @@ def runs_per_job(instance: dg.DagsterInstance) -> dict[int, list[dg.DagsterRun]]
         if job_id:
             grouped.setdefault(int(job_id), []).append(run)
     return grouped
+
+
+def wait_for_step_seconds(videoqa_home: Path, ids: list[int], timeout: float) -> dict[int, dict[str, float]]:
+    """Wait until every job in ``ids`` has its per-step durations; return them."""
+    deadline = time.monotonic() + timeout
+    found: dict[int, dict[str, float]] = {}
+    while time.monotonic() < deadline:
+        with producer(videoqa_home) as conn:
+            rows = conn.execute(
+                "SELECT id, step_seconds FROM videoqa_jobs WHERE id = ANY(%s) AND step_seconds IS NOT NULL",
+                (ids,),
+            ).fetchall()
+        found = {int(row[0]): dict(row[1]) for row in rows}
+        if len(found) == len(ids):
+            return found
+        time.sleep(1.0)
+    raise AssertionError(f"step durations missing after {timeout:.0f} s: only {sorted(found)} of {ids}")

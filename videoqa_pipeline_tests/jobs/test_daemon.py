@@ -17,6 +17,7 @@ from videoqa_pipeline_tests.jobs.daemon import (
     producer,
     runs_per_job,
     start_worker,
+    wait_for_step_seconds,
     wait_for_table,
     wait_until_final,
 )
@@ -58,6 +59,9 @@ def test_inserted_jobs_run_once_and_a_bad_one_fails_readably(homes: tuple[Path, 
                 ).fetchall()
             ]
         assert [final[job_id][0] for job_id in good] == ["succeeded"] * 3, final
+        # The run status sensor adds the seconds each step took (it may lag the run's own update).
+        durations = wait_for_step_seconds(videoqa_home, good, timeout=60)
+        assert all({"source_video", "embeddings"} <= set(steps) for steps in durations.values()), durations
         status, error, step = final[bad]
         assert status == "failed" and step == "source_video", final[bad]
         assert error is not None and "notes.mp4" in error and "not a video" in error
