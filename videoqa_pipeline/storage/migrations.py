@@ -238,6 +238,34 @@ def _add_job_callbacks(conn: psycopg.Connection, context: MigrationContext) -> N
         conn.execute(statement)
 
 
+#: Embedding sizes that get an HNSW index: the offline all-MiniLM model and OpenAI's small model.
+#: pgvector's HNSW takes at most 2,000 dimensions; larger vectors are searched exactly.
+HNSW_INDEXED_DIMENSIONS = (384, 1536)
+
+
+def hnsw_index_name(dimension: int) -> str:
+    """Name of the HNSW expression index over vectors of ``dimension`` values."""
+    return f"videoqa_embeddings_hnsw_{dimension}_idx"
+
+
+def _add_vector_indexes(conn: psycopg.Connection, context: MigrationContext) -> None:
+    """HNSW cosine indexes for search, one per common dimension (pgvector only).
+
+    The column has no fixed dimension (several models may coexist), so each index is on the
+    expression ``embedding::vector(N)`` restricted to ``dimension = N``; a query must use the same
+    expression and predicate to be served by it (see :mod:`videoqa_pipeline.search.backends`).
+    Without pgvector there is nothing to create: search falls back to exact numpy cosine.
+    """
+    if not context.has_pgvector:
+        return
+    for dimension in HNSW_INDEXED_DIMENSIONS:
+        conn.execute(
+            f"""CREATE INDEX {hnsw_index_name(dimension)} ON videoqa_embeddings
+                USING hnsw ((embedding::vector({dimension})) vector_cosine_ops)
+                WHERE dimension = {dimension}"""
+        )
+
+
 #: All migrations, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -247,6 +275,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "job ledger: videoqa_jobs, indexed on (status, id)", _create_jobs_ledger),
     Migration(3, "job completion callbacks: attempts, last error, next try", _add_job_callbacks),
+    Migration(4, "search: HNSW cosine indexes on embeddings of 384 and 1536 dimensions", _add_vector_indexes),
 )
 
 CURRENT_SCHEMA_VERSION = MIGRATIONS[-1].version

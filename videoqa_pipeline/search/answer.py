@@ -1,0 +1,267 @@
+"""Answer questions from retrieved moments, citing them as ``[video_id @ mm:ss]``.
+
+Two answerers share one contract (:class:`Answer` with structured citations):
+
+* :class:`ExtractiveAnswerer` (offline): the sentences of the retrieved moments closest to the
+  question (cosine of their embeddings), each followed by its moment's citation.
+* :class:`OpenAIAnswerer`: a chat completion (OpenAI or a compatible server) told to answer only
+  from the numbered moments and to cite them; citations are parsed back from its text.
+
+Both say :data:`NOT_FOUND` without guessing when retrieval found nothing relevant enough: no
+moment whose best cosine similarity reaches ``min_similarity``. The model is never called then.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from videoqa_pipeline.ai.config import AIConfig
+from videoqa_pipeline.ai.types import Embedder
+from videoqa_pipeline.search.retrieval import Searcher
+from videoqa_pipeline.search.types import Moment, SearchFilters, format_timestamp
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND = "not found in the videos"
+
+#: Below this cosine similarity a moment is not considered relevant to the question. Unrelated
+#: texts score about 0.0-0.2 with all-MiniLM-L6-v2; paraphrases of a stated fact 0.4 and more.
+DEFAULT_MIN_SIMILARITY = 0.3
+
+#: Default chat model for answers with OpenAI (``VIDEOQA_CHAT_MODEL`` overrides it).
+DEFAULT_CHAT_MODEL = "gpt-4o-mini"
+
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
+_CITATION = re.compile(r"\[([^\[\]@]+?)\s*@\s*(\d+(?::\d{2}){1,2})\]")
+
+
+@dataclass
+class Citation:
+    """One moment an answer relies on.
+
+    Attributes:
+        video_id: The video.
+        start: Start of the moment, seconds.
+        end: End of the moment, seconds.
+        timestamp: ``mm:ss`` of ``start``.
+        text: The quoted sentence (extractive) or the moment's text (chat).
+        keyframe: Blob key of the moment's keyframe, if any.
+    """
+
+    video_id: str
+    start: float
+    end: float
+    timestamp: str
+    text: str
+    keyframe: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``[video_id @ mm:ss]``."""
+        return f"[{self.video_id} @ {self.timestamp}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "video_id": self.video_id,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "timestamp": self.timestamp,
+            "label": self.label,
+            "text": self.text,
+            "keyframe": self.keyframe,
+        }
+
+
+@dataclass
+class Answer:
+    """An answer and the moments it cites.
+
+    Attributes:
+        question: The question as asked.
+        answer: The answer text, with inline ``[video_id @ mm:ss]`` citations, or :data:`NOT_FOUND`.
+        found: False when the videos hold nothing relevant.
+        citations: Cited moments, in order of first citation.
+        method: ``extractive`` or ``openai:<model>``.
+        moments: The retrieved moments given to the answerer.
+    """
+
+    question: str
+    answer: str
+    found: bool
+    citations: list[Citation] = field(default_factory=list)
+    method: str = "extractive"
+    moments: list[Moment] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "found": self.found,
+            "method": self.method,
+            "citations": [citation.to_dict() for citation in self.citations],
+            "moments": [moment.to_dict() for moment in self.moments],
+        }
+
+
+def _citation_for(moment: Moment, text: str) -> Citation:
+    return Citation(moment.video_id, moment.start, moment.end, moment.timestamp, text, moment.keyframe)
+
+
+def relevant_moments(moments: list[Moment], min_similarity: float) -> list[Moment]:
+    """Moments whose best similarity to the question reaches ``min_similarity``."""
+    return [m for m in moments if m.similarity is not None and m.similarity >= min_similarity]
+
+
+class Answerer(Protocol):
+    """Writes an answer from relevant moments."""
+
+    def answer(self, question: str, moments: list[Moment]) -> Answer:
+        """Answer ``question`` from ``moments`` (non-empty, best first)."""
+        ...
+
+
+class ExtractiveAnswerer:
+    """Offline answers: the question's closest sentences from the moments, with citations."""
+
+    def __init__(self, embedder: Embedder, max_sentences: int = 3, min_similarity: float = 0.2) -> None:
+        """Args:
+        embedder: Embeds the question and candidate sentences (the search embedder).
+        max_sentences: Most sentences in an answer.
+        min_similarity: Sentences below this cosine are left out (the best one is always kept).
+        """
+        self.embedder = embedder
+        self.max_sentences = max_sentences
+        self.min_similarity = min_similarity
+
+    def answer(self, question: str, moments: list[Moment]) -> Answer:
+        """Pick the best sentences; see the module docstring."""
+        candidates: list[tuple[str, Moment]] = []
+        seen: set[str] = set()
+        for moment in moments:
+            for source in (moment.text, moment.frame_text):
+                for sentence in _SENTENCE_SPLIT.split(source.strip()):
+                    sentence = sentence.strip()
+                    if len(sentence) >= 3 and sentence.lower() not in seen:
+                        seen.add(sentence.lower())
+                        candidates.append((sentence, moment))
+        if not candidates:
+            return Answer(question, NOT_FOUND, False, moments=moments)
+        vectors = self.embedder.embed([question] + [sentence for sentence, _ in candidates]).vectors
+        similarities = np.asarray(vectors[1:], dtype=np.float32) @ np.asarray(vectors[0], dtype=np.float32)
+        order = [int(i) for i in np.argsort(-similarities)]
+        chosen = [i for i in order[: self.max_sentences] if similarities[i] >= self.min_similarity] or order[
+            :1
+        ]
+        # Keep the chosen sentences in video/time order so the answer reads like the source.
+        chosen.sort(key=lambda i: (moments.index(candidates[i][1]), i))
+        parts: list[str] = []
+        citations: list[Citation] = []
+        for i in chosen:
+            sentence, moment = candidates[i]
+            parts.append(f"{sentence.rstrip()} {moment.citation}")
+            citations.append(_citation_for(moment, sentence))
+        return Answer(question, " ".join(parts), True, citations, "extractive", moments)
+
+
+SYSTEM_PROMPT = (
+    "You answer questions about a collection of videos using only the numbered moments given. "
+    "Each moment has a citation label like [video_id @ mm:ss]. Cite every fact with the label of "
+    "the moment it comes from, copied exactly. Be brief. If the moments do not contain the answer, "
+    f'reply exactly "{NOT_FOUND}".'
+)
+
+
+class OpenAIAnswerer:
+    """Answers with a chat completion that must cite the moments it uses."""
+
+    def __init__(self, config: AIConfig, model: str = DEFAULT_CHAT_MODEL) -> None:
+        """Args:
+        config: OpenAI settings (key, base URL, retries, timeout).
+        model: The chat model.
+        """
+        self.config = config
+        self.model = model
+
+    def answer(self, question: str, moments: list[Moment]) -> Answer:
+        """Ask the model; citations are the labels it used that name a given moment.
+
+        Raises:
+            AIProviderError: the API failed (message says whether to retry).
+        """
+        from videoqa_pipeline.ai.openai_client import call_api, make_client
+
+        client = make_client(self.config)
+        context = "\n\n".join(
+            f"Moment {n} {moment.citation} ({format_timestamp(moment.start)}-{format_timestamp(moment.end)}):\n"
+            f"Transcript: {moment.text or '(no speech)'}\nOn screen: {moment.frame_text or '(nothing)'}"
+            for n, moment in enumerate(moments, start=1)
+        )
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": f"Moments:\n\n{context}\n\nQuestion: {question}"},
+        ]
+        response = call_api(
+            f"answer a question with {self.model}",
+            lambda: client.chat.completions.create(model=self.model, messages=messages, temperature=0),
+        )
+        text = (response.choices[0].message.content or "").strip()
+        method = f"openai:{self.model}"
+        if not text or NOT_FOUND in text.lower():
+            return Answer(question, NOT_FOUND, False, [], method, moments)
+        return Answer(question, text, True, parse_citations(text, moments), method, moments)
+
+
+def parse_citations(text: str, moments: list[Moment]) -> list[Citation]:
+    """Citations of ``text`` that name one of ``moments`` (by video and ``mm:ss``), in order.
+
+    Labels naming no given moment (a model's invention) are dropped.
+    """
+    by_label = {(m.video_id, m.timestamp): m for m in moments}
+    citations: list[Citation] = []
+    for video_id, timestamp in _CITATION.findall(text):
+        moment = by_label.get((video_id.strip(), timestamp))
+        if moment is not None and all(c.label != moment.citation for c in citations):
+            citations.append(_citation_for(moment, moment.text or moment.frame_text))
+    return citations
+
+
+def ask(
+    question: str,
+    searcher: Searcher,
+    answerer: Answerer,
+    *,
+    k: int = 5,
+    filters: SearchFilters | None = None,
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
+) -> Answer:
+    """Retrieve moments for ``question``, then answer from the relevant ones.
+
+    Args:
+        question: The question.
+        searcher: Hybrid retrieval over the stored embeddings.
+        answerer: :class:`ExtractiveAnswerer` or :class:`OpenAIAnswerer`.
+        k: Moments retrieved.
+        filters: Videos / time range to search.
+        min_similarity: Relevance threshold; below it for every moment, the answer is :data:`NOT_FOUND`.
+
+    Returns:
+        The answer with structured citations.
+
+    Raises:
+        SearchError: empty question or bad ``k``.
+        AIProviderError: embedding or the chat call failed.
+    """
+    result = searcher.search(question, k=k, filters=filters)
+    relevant = relevant_moments(result.moments, min_similarity)
+    if not relevant:
+        logger.info("ask %r: nothing above similarity %.2f", question, min_similarity)
+        method = "openai:" + answerer.model if isinstance(answerer, OpenAIAnswerer) else "extractive"
+        return Answer(question, NOT_FOUND, False, [], method, result.moments)
+    return answerer.answer(question, relevant)
