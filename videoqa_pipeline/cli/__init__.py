@@ -23,10 +23,18 @@ def _register_all() -> None:
         job_commands,
         media_commands,
         pipeline_commands,
+        search_commands,
         service_commands,
     )
 
-    for module in (media_commands, ai_commands, pipeline_commands, job_commands, service_commands):
+    for module in (
+        media_commands,
+        ai_commands,
+        pipeline_commands,
+        job_commands,
+        service_commands,
+        search_commands,
+    ):
         module.register(main)
 
 
