@@ -33,13 +33,14 @@ def validate_video_id(video_id: str) -> str:
     return video_id
 
 
-def video_id_from_uri(source_uri: str) -> str:
-    """Derive a stable, readable video ID from a source path or URI.
-
-    The file's stem keeps the ID recognisable in the UI; a short hash of the full URI keeps two
-    ``video.mp4`` files from different folders apart.
-    """
-    path = unquote(urlsplit(source_uri).path) if "://" in source_uri else source_uri
+def readable_video_id(name: str, distinguisher: str) -> str:
+    """``<slug of the file's stem>-<first 8 characters of distinguisher>``: readable in the UI,
+    and two ``video.mp4`` files stay apart through the distinguisher (a hash)."""
+    path = unquote(urlsplit(name).path) if "://" in name else name
     stem = _UNSAFE.sub("-", PurePosixPath(path.replace("\\", "/")).stem.lower()).strip("-")[:48] or "video"
-    digest = hashlib.sha256(source_uri.encode("utf-8")).hexdigest()[:8]
-    return f"{stem}-{digest}"
+    return f"{stem}-{distinguisher[:8]}"
+
+
+def video_id_from_uri(source_uri: str) -> str:
+    """Derive a stable, readable video ID from a source path or URI (distinguished by a hash of the URI)."""
+    return readable_video_id(source_uri, hashlib.sha256(source_uri.encode("utf-8")).hexdigest())

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from videoqa_pipeline.partitions import readable_video_id
 from videoqa_pipeline.resources import DatabaseResource
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.sources.job_sensor import TRANSIENT_DATABASE_ERRORS, sensor_interval_seconds
@@ -75,9 +76,10 @@ def settled_drops(inbox: Path, limit: int, settle_seconds: float = SETTLE_SECOND
     return [path for _, path in ready[:limit]]
 
 
-def _fingerprint_of_accepted(name: str) -> str | None:
+def _parse_accepted(name: str) -> tuple[str, str] | None:
+    """``(fingerprint, original name)`` of a name this sensor wrote, else None."""
     parts = name.split("-", 2)
-    return parts[1] if len(parts) == 3 and len(parts[1]) == 32 else None
+    return (parts[1], parts[2]) if len(parts) == 3 and len(parts[1]) == 32 else None
 
 
 def take_in(
@@ -111,13 +113,19 @@ def take_in(
         unconfirmed.append(target.name)
     newest = cursor
     for name in sorted(set(unconfirmed)):
-        external_id = _fingerprint_of_accepted(name)
-        if external_id is None:
+        parsed = _parse_accepted(name)
+        if parsed is None:
             continue  # not a name this sensor wrote
+        external_id, original_name = parsed
         job = ledger.submit_job(
             database,
             ledger.JobRequest(
-                source_uri=str((accepted / name).resolve()), source_kind="inbox", external_id=external_id
+                source_uri=str((accepted / name).resolve()),
+                # Named after the dropped file, not the accepted copy; the content hash keeps
+                # two different files of the same name apart.
+                video_id=readable_video_id(original_name, external_id),
+                source_kind="inbox",
+                external_id=external_id,
             ),
         )
         submitted.append(job)

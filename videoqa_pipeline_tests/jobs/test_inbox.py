@@ -49,6 +49,7 @@ def test_a_dropped_video_becomes_one_job_across_restarts(
         accepted.parent == inbox / ACCEPTED_DIR and accepted.name.endswith("-talk.mp4") and accepted.is_file()
     )
     assert job.external_id == fingerprint(accepted) and job.status == "pending"
+    assert job.video_id == f"talk-{job.external_id[:8]}", "named after the dropped file"
     assert not (inbox / "talk.mp4").exists()
     assert (inbox / ".hidden.mp4").exists() and (inbox / "copying.mp4.part").exists() and fresh.exists()
     # A restart: the sensor starts over with no cursor; nothing is submitted twice.
