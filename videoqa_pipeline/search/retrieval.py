@@ -132,7 +132,9 @@ def group_into_moments(hits: list[Hit], limit: int, rrf_k: int = RRF_K) -> list[
                 hits=group,
             )
         )
-    moments.sort(key=lambda moment: (-moment.score, -(moment.similarity or 0.0), moment.video_id, moment.start))
+    moments.sort(
+        key=lambda moment: (-moment.score, -(moment.similarity or 0.0), moment.video_id, moment.start)
+    )
     return moments[:limit]
 
 

@@ -4,7 +4,8 @@
 with either or both route groups:
 
 * ``webhook``: ``POST /webhook/jobs`` (plus ``/healthz`` for the load balancer);
-* ``operations``: ``/healthz``, ``/readyz``, ``/jobs/peek``, ``/jobs/{id}``, ``/stats``, ``/metrics``.
+* ``operations``: ``/healthz``, ``/readyz``, ``/jobs/peek``, ``/jobs/{id}``, ``/stats``, ``/metrics``,
+  and search: ``/`` (search page), ``GET /search``, ``POST /ask``, ``/media/{key}``.
 
 ``/openapi.json`` documents the routes the app serves. ``videoqa serve`` runs one app when the
 webhook and operations ports are the same, and two uvicorn servers in one process when they
@@ -36,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from videoqa_pipeline.service import callbacks, health, stats
+from videoqa_pipeline.service import callbacks, health, search_routes, stats
 from videoqa_pipeline.service.metrics import CONTENT_TYPE, ServiceMetrics
 from videoqa_pipeline.service.openapi import openapi_document
 from videoqa_pipeline.service.webhooks import (
@@ -398,7 +399,17 @@ def create_app(
             ]
         )
         served.add(OPERATIONS_ROUTES)
+        # Search, ask, their media and the search page (see search_routes.py).
+        search_service = search_routes.SearchService(settings, db, store_factory)
+        handlers = search_routes.build_search_handlers(search_service)
+        methods = {"/ask": ["POST"]}
+        routes.extend(
+            Route(path, instrumented(path, handler), methods=methods.get(path, ["GET"]))
+            for path, handler in handlers.items()
+        )
     document = openapi_document(served)
+    if OPERATIONS_ROUTES in served:
+        document["paths"].update(search_routes.OPENAPI_PATHS)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
