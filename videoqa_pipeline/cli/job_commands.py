@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +18,7 @@ from videoqa_pipeline.settings import Settings, SettingsError
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
 from videoqa_pipeline.storage.errors import StorageError
+from videoqa_pipeline.storage.schema import TABLES
 
 
 def _database() -> Database:
@@ -74,7 +76,10 @@ def _echo_job(job: ledger.Job) -> None:
     ]
     if job.step_seconds:
         rows.append(
-            ("steps", ", ".join(f"{step} {seconds:.1f}s" for step, seconds in job.step_seconds.items()))
+            (
+                "steps",
+                ", ".join(f"{step} {seconds:.1f}s" for step, seconds in _in_pipeline_order(job.step_seconds)),
+            )
         )
     if job.error:
         where = f" in {job.failed_step}" if job.failed_step else ""
@@ -246,3 +251,9 @@ def register(group: click.Group) -> None:
     """Attach this module's commands to the top-level group."""
     for command in (submit, status, requeue, cancel, reprocess):
         group.add_command(command)
+
+
+def _in_pipeline_order(step_seconds: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Steps as the pipeline runs them (unknown names last), not in storage order."""
+    order = {name: position for position, name in enumerate(TABLES)}
+    return sorted(step_seconds.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
