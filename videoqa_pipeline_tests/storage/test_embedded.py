@@ -39,11 +39,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
+def _spawn(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", WORKER, *args],
         cwd=REPO_ROOT,
-        env=_env(),
+        env={**_env(), **(extra_env or {})},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -156,6 +156,18 @@ def test_sigkilled_owner_neither_blocks_nor_leaks_the_server(home: Path) -> None
 
     assert not embedded_server_status(home).running, "the last live user must stop the server"
     assert postmasters(home) == []
+
+
+def test_a_server_whose_users_all_died_stops_by_itself(home: Path) -> None:
+    """No exit hook runs on SIGKILL (or on SIGTERM without a handler): the watchdog stops the server."""
+    owner = _spawn("hold", str(home), extra_env={"VIDEOQA_EMBEDDED_IDLE_SECONDS": "1"})
+    _report(owner)
+    assert embedded_server_status(home).running
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(30)
+    assert _wait_until(lambda: not embedded_server_status(home).running, timeout=30)
+    assert postmasters(home) == []
+    assert not (home / PGDATA_DIRNAME / "postmaster.pid").exists(), "stopped cleanly, not killed"
 
 
 def test_restart_after_the_server_itself_was_sigkilled(home: Path) -> None:
