@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from videoqa_pipeline.assets import build_video_assets
+from videoqa_pipeline.checks import build_check_job, build_searchable_check
 from videoqa_pipeline.config import PipelineConfig
 from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource, table_io_manager
 from videoqa_pipeline.service.callback_sensor import build_callback_sensor
@@ -73,15 +74,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """
     settings.configure_logging()
     assets = build_video_assets(settings.worker_max_attempts)
+    searchable_check = build_searchable_check(settings)
     video_pipeline = dg.define_asset_job(
         VIDEO_PIPELINE_JOB,
-        selection=dg.AssetSelection.assets(*assets),
+        # Checks run apart (the run hooks treat `embeddings` as the last step): see checks.py.
+        selection=dg.AssetSelection.assets(*assets).without_checks(),
         description="Every stage for one video: normalize, transcribe, scenes, keyframes, analyse, embed.",
         hooks=build_job_hooks(settings.worker_max_attempts),
     )
     return dg.Definitions(
         assets=assets,
-        jobs=[video_pipeline],
+        asset_checks=[searchable_check],
+        jobs=[video_pipeline, build_check_job(searchable_check)],
         sensors=build_sensors(settings, video_pipeline, assets),
         resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -24,6 +24,7 @@ system_postgres_url = storage_fixtures.system_postgres_url
 backend = storage_fixtures.backend
 _databases = storage_fixtures._databases
 database = storage_fixtures.database
+video_id = storage_fixtures.video_id
 
 
 @pytest.fixture(scope="session")
