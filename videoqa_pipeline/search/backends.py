@@ -197,20 +197,41 @@ class PostgresSearchBackend:
         self.database.ensure_schema()
         clauses, params = self._filters(filters)
         where = sql.SQL(" AND ").join([sql.SQL("search_tsv @@ q"), *clauses])
+        # The similarity of each text hit to the query (for "not found" decisions): computed by
+        # pgvector in the query; without it, from the vectors fetched with the rows.
+        similarity: sql.Composable = sql.SQL("NULL::real")
+        similarity_params: list[Any] = []
+        in_sql = vector is not None and self.database.has_pgvector
+        if vector is not None and in_sql:
+            dimension = sql.Literal(int(vector.size))
+            similarity = sql.SQL(
+                "CASE WHEN dimension = {d} THEN 1 - ((embedding::vector({d})) <=> %s::vector({d})) END"
+            ).format(d=dimension)
+            similarity_params = [_vector_literal(vector)]
+        elif vector is not None:
+            similarity = sql.SQL("embedding::real[]")
         statement = sql.SQL(
-            """SELECT video_id, item_index, kind, start_seconds, end_seconds, text, embedding::real[],
+            """SELECT video_id, item_index, kind, start_seconds, end_seconds, text, {similarity},
                       ts_rank_cd(search_tsv, q, 1) AS rank
                FROM videoqa_embeddings, to_tsquery('simple', %s) AS q
-               WHERE {} ORDER BY rank DESC, video_id, item_index LIMIT %s"""
-        ).format(where)
+               WHERE {where} ORDER BY rank DESC, video_id, item_index LIMIT %s"""
+        ).format(similarity=similarity, where=where)
         try:
             with self.database.connection() as conn:
-                rows = conn.execute(statement, [expression, *params, limit]).fetchall()
+                rows = conn.execute(statement, [*similarity_params, expression, *params, limit]).fetchall()
         except psycopg.errors.SyntaxError as error:  # cannot happen with sanitised terms; never fail a search
             logger.warning("full-text query %r rejected: %s", expression, error)
             return []
         return [
-            Hit(row[0], int(row[1]), row[2], float(row[3]), float(row[4]), row[5], _cosine(vector, row[6]))
+            Hit(
+                row[0],
+                int(row[1]),
+                row[2],
+                float(row[3]),
+                float(row[4]),
+                row[5],
+                (None if row[6] is None else float(row[6])) if in_sql else _cosine(vector, row[6]),
+            )
             for row in rows
         ]
 

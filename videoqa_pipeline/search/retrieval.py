@@ -94,20 +94,22 @@ def group_into_moments(hits: list[Hit], limit: int, rrf_k: int = RRF_K) -> list[
     text is its transcript items' text in time order; frame text that of its best frame item.
     """
     groups: list[list[Hit]] = []
+    bounds: list[tuple[str, float, float]] = []  # (video, start, end) of each group, kept current
     for hit in hits:
         home = None
-        for group in groups:
-            if group[0].video_id != hit.video_id:
-                continue
-            start = min(member.start for member in group)
-            end = max(member.end for member in group)
-            if (hit.start < end and start < hit.end) or (hit.start == start and hit.end == end):
-                home = group
+        for position, (video_id, start, end) in enumerate(bounds):
+            if video_id == hit.video_id and (
+                (hit.start < end and start < hit.end) or (hit.start == start and hit.end == end)
+            ):
+                home = position
                 break
         if home is not None:
-            home.append(hit)
+            groups[home].append(hit)
+            _, start, end = bounds[home]
+            bounds[home] = (hit.video_id, min(start, hit.start), max(end, hit.end))
         else:
             groups.append([hit])
+            bounds.append((hit.video_id, hit.start, hit.end))
     moments: list[Moment] = []
     for group in groups:
         transcript = sorted((h for h in group if h.kind == "transcript"), key=lambda h: h.start)
