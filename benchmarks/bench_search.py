@@ -472,6 +472,7 @@ class Question:
     text: str
     video_id: str
     span: tuple[float, float] | None  # None: the keyword was not found in the transcript
+    kind: str = "paraphrase"  # or "exact": the on-screen code typed verbatim
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:
@@ -518,11 +519,9 @@ def build_eval_corpus(home: Path, count: int) -> tuple[Database, list[Question],
             questions.append(Question(fact.question, video.video_id, locate(transcript, fact.keyword)))
         scenes = read_partition(database, SCENES, video.video_id)
         last = scenes.iloc[-1]
-        questions.append(
-            Question(
-                video.screen_question, video.video_id, (float(last.start_seconds), float(last.end_seconds))
-            )
-        )
+        shown = (float(last.start_seconds), float(last.end_seconds))
+        questions.append(Question(video.screen_question, video.video_id, shown))
+        questions.append(Question(video.screen_code, video.video_id, shown, kind="exact"))
     return database, questions, seconds
 
 
@@ -564,12 +563,16 @@ def rank_of(question: Question, moments: list[Moment]) -> int | None:
 
 def evaluate(searcher: Searcher, questions: list[Question]) -> list[list[object]]:
     rows: list[list[object]] = []
-    for mode in MODES:
-        ranks = [rank_of(q, searcher.search(q.text, k=5, mode=mode).moments) for q in questions]  # type: ignore[arg-type]
-        at1 = sum(1 for r in ranks if r == 1) / len(ranks)
-        at5 = sum(1 for r in ranks if r is not None) / len(ranks)
-        mrr = sum(1 / r for r in ranks if r is not None) / len(ranks)
-        rows.append([mode, len(ranks), f"{at1:.3f}", f"{at5:.3f}", f"{mrr:.3f}"])
+    for kind in ("paraphrase", "exact"):
+        subset = [q for q in questions if q.kind == kind]
+        if not subset:
+            continue
+        for mode in MODES:
+            ranks = [rank_of(q, searcher.search(q.text, k=5, mode=mode).moments) for q in subset]  # type: ignore[arg-type]
+            at1 = sum(1 for r in ranks if r == 1) / len(ranks)
+            at5 = sum(1 for r in ranks if r is not None) / len(ranks)
+            mrr = sum(1 / r for r in ranks if r is not None) / len(ranks)
+            rows.append([kind, mode, len(ranks), f"{at1:.3f}", f"{at5:.3f}", f"{mrr:.3f}"])
     return rows
 
 
@@ -584,18 +587,35 @@ def _vocabulary() -> list[str]:
     return sorted(w for w in words if w.isalpha())
 
 
-def load_synthetic(database: Database, total: int, dimension: int, model: str, start: int) -> None:
-    """Add rows ``start..total`` of synthetic embeddings (1,000 per video) with COPY."""
-    rng = np.random.default_rng(start)
+def synthetic_topics(embedder: Embedder, count: int = 500) -> tuple[list[str], np.ndarray]:
+    """``count`` random texts from the eval vocabulary and their real embeddings: the cluster
+    centres of the synthetic rows, so the stored vectors have the structure of real ones (random
+    unit vectors in 384 dimensions are all nearly equidistant, a worst case no index is built for)."""
+    pick = random.Random(7)
     vocabulary = _vocabulary()
-    pick = random.Random(start)
+    texts = [" ".join(pick.choices(vocabulary, k=12)) for _ in range(count)]
+    return texts, embedder.embed(texts).vectors
+
+
+def load_synthetic(
+    database: Database, total: int, model: str, start: int, topics: tuple[list[str], np.ndarray]
+) -> None:
+    """Add rows ``start..total`` (1,000 per video) with COPY: each a topic's text and its vector
+    plus noise (cosine about 0.8 to the centre)."""
+    rng = np.random.default_rng(start)
+    texts, centres = topics
+    dimension = centres.shape[1]
     as_vector = database.has_pgvector
     with database.connection() as conn, conn.cursor() as cursor:
         columns = "video_id, item_index, kind, start_seconds, end_seconds, text, model, dimension, embedding"
         with cursor.copy(f"COPY videoqa_embeddings ({columns}) FROM STDIN") as copy:
             for first in range(start, total, 5000):
                 count = min(5000, total - first)
-                vectors = rng.standard_normal((count, dimension)).astype(np.float32)
+                chosen = rng.integers(0, len(texts), count)
+                noise = rng.standard_normal((count, dimension)).astype(np.float32) * (
+                    0.75 / np.sqrt(dimension)
+                )
+                vectors = centres[chosen] + noise
                 vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 for offset in range(count):
                     index = first + offset
@@ -607,7 +627,7 @@ def load_synthetic(database: Database, total: int, dimension: int, model: str, s
                             "transcript" if index % 3 else "frame",
                             float(index % 1000) * 5,
                             float(index % 1000) * 5 + 5,
-                            " ".join(pick.choices(vocabulary, k=12)),
+                            texts[int(chosen[offset])],
                             model,
                             dimension,
                             f"[{body}]" if as_vector else f"{{{body}}}",
@@ -663,9 +683,10 @@ def hnsw_results(
     return [
         {
             hit.key
+            # Ask for as many candidates as a search does (50), compare the first ``limit``.
             for hit in backend.vector_hits(
-                embedder.embed([q]).vectors[0], embedder.model_name, SearchFilters(), limit
-            )
+                embedder.embed([q]).vectors[0], embedder.model_name, SearchFilters(), 50
+            )[:limit]
         }
         for q in queries
     ]
@@ -698,13 +719,14 @@ def measure_latency(
     loaded = 0
     loaded_system = 0
     pg_searcher = Searcher(PostgresSearchBackend(pg), embedder)
+    topics = synthetic_topics(embedder)
     try:
         for scale in scales:
             with pg.connection() as conn:
                 conn.execute(f"DROP INDEX IF EXISTS {index}")
                 conn.commit()
             started = time.perf_counter()
-            load_synthetic(pg, scale, dimension, embedder.model_name, loaded)
+            load_synthetic(pg, scale, embedder.model_name, loaded, topics)
             load_seconds = time.perf_counter() - started
             loaded = scale
             started = time.perf_counter()
@@ -755,7 +777,7 @@ def measure_latency(
                 flush=True,
             )
             if system is not None:
-                load_synthetic(system, scale, dimension, embedder.model_name, loaded_system)
+                load_synthetic(system, scale, embedder.model_name, loaded_system, topics)
                 loaded_system = scale
                 with system.connection() as conn:
                     conn.execute("ANALYZE videoqa_embeddings")
@@ -799,17 +821,21 @@ def main() -> None:
         if not args.skip_eval:
             print(f"Retrieval eval: generating and processing {args.videos} videos...", flush=True)
             database, questions, seconds = build_eval_corpus(home, min(args.videos, len(EVAL_VIDEOS)))
-            located = sum(1 for q in questions if q.span is not None)
+            located = sum(1 for q in questions if q.span is not None and q.kind == "paraphrase")
+            paraphrases = sum(1 for q in questions if q.kind == "paraphrase")
             print(
-                f"  {len(questions)} questions, {located} located in time ({seconds:.0f} s of processing)\n"
+                f"  {paraphrases} paraphrased questions ({located} located in time, the rest graded by video), "
+                f"{len(questions) - paraphrases} exact on-screen codes ({seconds:.0f} s of processing)\n"
             )
             rows = evaluate(Searcher(PostgresSearchBackend(database), embedder), questions)
             print("Retrieval quality (hit = expected video and time, top 5 moments)")
-            print(_table(["mode", "questions", "recall@1", "recall@5", "MRR@5"], rows))
+            print(_table(["questions", "mode", "count", "recall@1", "recall@5", "MRR@5"], rows))
             print()
             database.close()
         if not args.skip_latency:
-            texts = [q.text for q in questions] or [f.question for v in EVAL_VIDEOS for f in v.facts]
+            texts = [q.text for q in questions if q.kind == "paraphrase"] or [
+                f.question for v in EVAL_VIDEOS for f in v.facts
+            ]
             queries = (texts * (args.queries // max(1, len(texts)) + 1))[: args.queries]
             scales = [int(s) for s in args.scales.split(",") if s.strip()]
             print(f"Latency: {len(queries)} queries per row, k=5, query embedding included", flush=True)

@@ -27,7 +27,13 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from videoqa_pipeline.search.text_query import query_terms, text_tokens, tsquery_text
+from videoqa_pipeline.search.text_query import (
+    MAX_TERMS,
+    query_terms,
+    required_matches,
+    text_tokens,
+    tsquery_text,
+)
 from videoqa_pipeline.search.types import Hit, SearchFilters
 from videoqa_pipeline.storage.blobs import BlobStore
 from videoqa_pipeline.storage.database import Database
@@ -210,15 +216,33 @@ class PostgresSearchBackend:
             similarity_params = [_vector_literal(vector)]
         elif vector is not None:
             similarity = sql.SQL("embedding::real[]")
+        # Items must contain several of the query's terms (see text_query.required_matches): one
+        # common word ("long", "time") shared with a question is noise that would outvote vectors.
+        terms = query_terms(query)[:MAX_TERMS]
+        coverage = sql.SQL(" + ").join(
+            sql.SQL("(search_tsv @@ to_tsquery('simple', %s))::int") for _ in terms
+        )
         statement = sql.SQL(
-            """SELECT video_id, item_index, kind, start_seconds, end_seconds, text, {similarity},
-                      ts_rank_cd(search_tsv, q, 1) AS rank
-               FROM videoqa_embeddings, to_tsquery('simple', %s) AS q
-               WHERE {where} ORDER BY rank DESC, video_id, item_index LIMIT %s"""
-        ).format(similarity=similarity, where=where)
+            """SELECT * FROM (
+                   SELECT video_id, item_index, kind, start_seconds, end_seconds, text, {similarity},
+                          {coverage} AS matched, ts_rank_cd(search_tsv, q, 1) AS rank
+                   FROM videoqa_embeddings, to_tsquery('simple', %s) AS q
+                   WHERE {where}
+               ) AS found
+               WHERE matched >= %s
+               ORDER BY matched DESC, rank DESC, video_id, item_index LIMIT %s"""
+        ).format(similarity=similarity, coverage=coverage, where=where)
+        params = [
+            *similarity_params,
+            *(f"{term}:*" for term in terms),
+            expression,
+            *params,
+            required_matches(len(terms)),
+            limit,
+        ]
         try:
             with self.database.connection() as conn:
-                rows = conn.execute(statement, [*similarity_params, expression, *params, limit]).fetchall()
+                rows = conn.execute(statement, params).fetchall()
         except psycopg.errors.SyntaxError as error:  # cannot happen with sanitised terms; never fail a search
             logger.warning("full-text query %r rejected: %s", expression, error)
             return []
@@ -353,12 +377,13 @@ class ParquetSearchBackend:
             matches.append(matched)
             document_frequency.update(matched)
         total = max(1, len(items))
+        required = required_matches(len(terms))
         scored = []
         for position, matched in enumerate(matches):
-            if matched:
+            if len(matched) >= required:
                 score = sum(math.log(1 + total / document_frequency[term]) for term in matched)
-                scored.append((score, position))
-        scored.sort(key=lambda entry: (-entry[0], entry[1]))
+                scored.append((len(matched), score, position))
+        scored.sort(key=lambda entry: (-entry[0], -entry[1], entry[2]))
         return [
             Hit(
                 items[p][0],
@@ -369,7 +394,7 @@ class ParquetSearchBackend:
                 items[p][1].text,
                 _cosine(None if vector is None else _unit(vector), items[p][1].embedding),
             )
-            for _, p in scored[:limit]
+            for _, _, p in scored[:limit]
         ]
 
     def keyframes(self, video_ids: list[str]) -> dict[str, list[tuple[float, str]]]:

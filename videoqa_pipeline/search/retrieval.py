@@ -29,6 +29,8 @@ SEARCH_MODES: tuple[str, ...] = ("hybrid", "vector", "text")
 
 #: Constant of reciprocal rank fusion.
 RRF_K = 60
+#: Weight of the full-text ranking relative to the vector ranking in the fusion.
+TEXT_WEIGHT = 1.0
 #: Largest number of moments one search returns.
 MAX_RESULTS = 100
 
@@ -118,7 +120,9 @@ def group_into_moments(hits: list[Hit], limit: int, rrf_k: int = RRF_K) -> list[
         vector_ranks = [h.vector_rank for h in group if h.vector_rank is not None]
         text_ranks = [h.text_rank for h in group if h.text_rank is not None]
         if vector_ranks or text_ranks:
-            score = sum(1.0 / (rrf_k + min(ranks)) for ranks in (vector_ranks, text_ranks) if ranks)
+            score = (1.0 / (rrf_k + min(vector_ranks)) if vector_ranks else 0.0) + (
+                TEXT_WEIGHT / (rrf_k + min(text_ranks)) if text_ranks else 0.0
+            )
         else:  # hits fused without retriever ranks: keep their own scores
             score = max(h.score for h in group)
         moments.append(

@@ -53,14 +53,41 @@ def query_terms(query: str) -> list[str]:
     return terms
 
 
+#: Most query terms used: the pairs of the match expression grow quadratically.
+MAX_TERMS = 8
+
+
 def tsquery_text(query: str) -> str | None:
-    """A ``to_tsquery('simple', ...)`` expression OR-ing the prefix-matched terms; None if none."""
-    terms = query_terms(query)
+    """A ``to_tsquery('simple', ...)`` expression matching items with enough of the query's terms.
+
+    With one term, that term; with more, any two of them (``(a:* & b:*) | (a:* & c:*) | ...``),
+    so the GIN index itself discards items sharing a single word with the query instead of the
+    ranking having to sort them all (see :func:`required_matches`). None when there is no term.
+    """
+    terms = query_terms(query)[:MAX_TERMS]
     if not terms:
         return None
-    return " | ".join(f"{term}:*" for term in terms)
+    if required_matches(len(terms)) < 2:
+        return " | ".join(f"{term}:*" for term in terms)
+    return " | ".join(
+        f"({first}:* & {second}:*)" for i, first in enumerate(terms) for second in terms[i + 1 :]
+    )
 
 
 def text_tokens(text: str) -> list[str]:
     """Lowercased tokens of a stored text, as the ``simple`` configuration would split them."""
     return _TOKEN.findall(text.lower())
+
+
+#: Content words an item must contain to count as a full-text match, when the query has that many.
+MIN_MATCHED_TERMS = 2
+
+
+def required_matches(term_count: int) -> int:
+    """How many of ``term_count`` query terms a full-text hit must contain.
+
+    Two (or all, when the query has fewer): a single shared common word is too weak a signal to
+    let an item outvote vector similarity in the fusion, while exact codes and names ("invoice
+    4471", "gate 31") still match.
+    """
+    return max(1, min(MIN_MATCHED_TERMS, term_count))
