@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,9 +33,6 @@ RRF_K = 60
 TEXT_WEIGHT = 1.0
 #: Largest number of moments one search returns.
 MAX_RESULTS = 100
-
-#: Threads running the full-text half of hybrid searches next to the vector half.
-_RETRIEVERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="videoqa-search")
 
 
 @dataclass
@@ -216,23 +212,14 @@ class Searcher:
         vector = self.embedder.embed([query]).vectors[0]
         vector_hits: list[Hit] = []
         text_hits: list[Hit] = []
-        # In hybrid mode the two retrievers run at once (each on its own pooled connection): the
-        # search then costs the slower of the two, not their sum.
-        pending_text = (
-            _RETRIEVERS.submit(self.backend.text_hits, query, filters, limit, vector)
-            if mode == "hybrid"
-            else None
-        )
         if mode in ("hybrid", "vector"):
             vector_hits = self.backend.vector_hits(vector, self.embedder.model_name, filters, limit)
-        if pending_text is not None:
-            text_hits = pending_text.result()
-        elif mode == "text":
+            for rank, hit in enumerate(vector_hits, start=1):
+                hit.vector_rank = rank
+        if mode in ("hybrid", "text"):
             text_hits = self.backend.text_hits(query, filters, limit, vector)
-        for rank, hit in enumerate(vector_hits, start=1):
-            hit.vector_rank = rank
-        for rank, hit in enumerate(text_hits, start=1):
-            hit.text_rank = rank
+            for rank, hit in enumerate(text_hits, start=1):
+                hit.text_rank = rank
         moments = group_into_moments(fuse([vector_hits, text_hits]), k)
         keyframes = self.backend.keyframes(sorted({moment.video_id for moment in moments}))
         for moment in moments:
