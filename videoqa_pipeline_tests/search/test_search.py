@@ -58,9 +58,7 @@ def test_a_scene_transcript_and_its_on_screen_text_are_one_moment(searcher: Sear
     assert len(keys) == len(set(keys))
 
 
-def test_text_only_search_finds_exact_on_screen_words(
-    searcher: Searcher, corpus: Corpus
-) -> None:
+def test_text_only_search_finds_exact_on_screen_words(searcher: Searcher, corpus: Corpus) -> None:
     text = searcher.search("invoice 4471", k=1, mode="text")
     assert text.vector_candidates == 0 and text.text_candidates >= 1
     assert text.moments[0].video_id == corpus.video_ids["space"]
