@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from videoqa_pipeline.settings import Settings, SettingsError
+from videoqa_pipeline.cli.common import load_settings
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
 from videoqa_pipeline.storage.errors import StorageError
@@ -22,12 +22,7 @@ from videoqa_pipeline.storage.schema import TABLES
 
 
 def _database() -> Database:
-    try:
-        settings = Settings.from_env().validate()
-    except SettingsError as error:
-        raise click.ClickException(
-            f"{error}\nRun `videoqa check-config` for the effective settings."
-        ) from error
+    settings = load_settings()
     database = get_database(
         DatabaseSettings(
             url=settings.database_url,

@@ -8,19 +8,11 @@ from typing import Any
 
 import click
 
-from videoqa_pipeline.settings import Settings, SettingsError
+from videoqa_pipeline.cli.common import load_settings
+from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.schema import TABLES
 
 STAGE_ORDER = tuple(TABLES)  # one table per stage, in pipeline order
-
-
-def _load_settings() -> Settings:
-    try:
-        return Settings.from_env().validate()
-    except SettingsError as error:
-        raise click.ClickException(
-            f"{error}\nRun `videoqa check-config` for the effective settings."
-        ) from error
 
 
 @click.command("check-config")
@@ -76,7 +68,7 @@ def _run_and_report(
     from videoqa_pipeline.partitions import InvalidVideoIdError
     from videoqa_pipeline.runner import process_video
 
-    settings = _load_settings()
+    settings = load_settings()
     try:
         report = process_video(
             source,

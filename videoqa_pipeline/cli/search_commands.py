@@ -12,20 +12,14 @@ from typing import Any
 import click
 
 from videoqa_pipeline.ai.errors import AIProviderError
-from videoqa_pipeline.settings import Settings, SettingsError
+from videoqa_pipeline.cli.common import load_settings
 from videoqa_pipeline.storage.errors import StorageError
 
 
 def _searcher() -> Any:
     from videoqa_pipeline.search import searcher_for
 
-    try:
-        settings = Settings.from_env().validate()
-    except SettingsError as error:
-        raise click.ClickException(
-            f"{error}\nRun `videoqa check-config` for the effective settings."
-        ) from error
-    return searcher_for(settings)
+    return searcher_for(load_settings())
 
 
 def _filters(videos: tuple[str, ...], start: float | None, end: float | None) -> Any:

@@ -64,7 +64,8 @@ def serve(host: str, port: int | None, insecure_dev: bool, callbacks: bool) -> N
     """Run the HTTP service next to Dagster.
 
     POST /webhook/jobs (when JOB_SOURCE_TYPE includes webhook) and /healthz, /readyz, /jobs/peek,
-    /jobs/{id}, /stats, /metrics (when WORKER_DEV_HTTP=true), plus completion callbacks.
+    /jobs/{id}, /stats, /metrics, the search page /, /search, /ask and /media (when
+    WORKER_DEV_HTTP=true), plus completion callbacks.
     """
     import uvicorn
 

@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 from videoqa_pipeline.fetch import local_path_of
 from videoqa_pipeline.partitions import InvalidVideoIdError, validate_video_id, video_id_from_uri
 from videoqa_pipeline.storage.database import Database
-from videoqa_pipeline.storage.schema import JOB_STATUSES, JOBS_TABLE
+from videoqa_pipeline.storage.schema import JOB_STATUSES, JOBS_TABLE, TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +54,7 @@ SOURCE_KINDS = ("postgres", "sqs", "webhook", "inbox", "cli", "api")
 SUPPORTED_SCHEMES = ("file", "http", "https", "s3")
 
 #: Stages a job may restart from (``from_stage``); pipeline order.
-STAGES = (
-    "source_video",
-    "normalized_video",
-    "transcript",
-    "scenes",
-    "keyframes",
-    "frame_analyses",
-    "embeddings",
-)
+STAGES = tuple(TABLES)  # one table per stage
 
 _COLUMNS = (
     "id, video_id, source_uri, options, from_stage, source_kind, external_id, status, attempts, "
