@@ -62,6 +62,7 @@ from videoqa_pipeline.fetch import file_sha256  # noqa: E402
 from videoqa_pipeline.indexing import IndexItem, TimedText, frame_text, transcript_chunks  # noqa: E402
 from videoqa_pipeline.partitions import videos_partitions  # noqa: E402
 from videoqa_pipeline.presentation import keyframe_gallery, scenes_preview, transcript_preview  # noqa: E402
+from videoqa_pipeline.records import source_video_row  # noqa: E402
 from videoqa_pipeline.runner import process_video  # noqa: E402
 from videoqa_pipeline.settings import Settings  # noqa: E402
 from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore, blob_key  # noqa: E402
@@ -163,27 +164,7 @@ def process_direct(
         info = media.probe(path)
         key = blob_key(video_id, "source", f"original{path.suffix.lower()}")
         store.put_file(key, path)
-        video, audio = info.video, info.audio
-        assert video is not None
-        source_row = {
-            "source_uri": str(path),
-            "blob_key": key,
-            "size_bytes": info.size,
-            "sha256": file_sha256(path),
-            "duration_seconds": info.duration,
-            "container": info.container,
-            "video_codec": video.codec,
-            "width": video.width,
-            "height": video.height,
-            "fps": video.fps,
-            "frame_count": video.frame_count,
-            "vfr": video.vfr,
-            "rotation": video.rotation,
-            "has_audio": audio is not None,
-            "audio_codec": audio.codec if audio else None,
-            "audio_sample_rate": audio.sample_rate if audio else None,
-            "audio_channels": audio.channels if audio else None,
-        }
+        source_row = source_video_row(str(path), key, file_sha256(path), info)
         replace_partition(database, TABLES["source_video"], video_id, pd.DataFrame([source_row]))
 
     with _timed(seconds, "normalized_video"), tempfile.TemporaryDirectory(prefix="bench-normalize-") as tmp:

@@ -31,6 +31,7 @@ from videoqa_pipeline.presentation import (
     transcript_preview,
     usage_metadata,
 )
+from videoqa_pipeline.records import source_video_row
 from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource
 from videoqa_pipeline.sources.run_ledger import record_run_start
 from videoqa_pipeline.storage.blobs import blob_key
@@ -134,25 +135,7 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         video = info.video
         assert video is not None  # probe(require_video=True) guarantees a video stream
         audio = info.audio
-        row = {
-            "source_uri": source_uri,
-            "blob_key": key,
-            "size_bytes": info.size,
-            "sha256": sha256,
-            "duration_seconds": info.duration,
-            "container": info.container,
-            "video_codec": video.codec,
-            "width": video.width,
-            "height": video.height,
-            "fps": video.fps,
-            "frame_count": video.frame_count,
-            "vfr": video.vfr,
-            "rotation": video.rotation,
-            "has_audio": audio is not None,
-            "audio_codec": audio.codec if audio else None,
-            "audio_sample_rate": audio.sample_rate if audio else None,
-            "audio_channels": audio.channels if audio else None,
-        }
+        row = source_video_row(source_uri, key, sha256, info)
         return dg.Output(
             _table("source_video", [row]),
             metadata={
