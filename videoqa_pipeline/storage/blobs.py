@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from videoqa_pipeline.storage.errors import BlobNotFoundError, InvalidBlobKeyError
+from videoqa_pipeline.storage.errors import BlobNotFoundError, InvalidBlobKeyError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,23 @@ def _copy_stream(reader: BinaryIO, writer: BinaryIO) -> None:
 
 
 _SENDFILE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP, errno.EXDEV}
+#: A write failed for lack of room: disk full, quota exhausted, or the file size limit reached.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class BlobStoreFullError(StorageError, OSError):
+    """A blob could not be written because its disk (or quota) is full.
+
+    Not ``permanent``: the input is fine, and the same write succeeds once space is freed, so the
+    step's retry policy and the job's next attempt may retry it. Still an ``OSError`` (with the
+    original ``errno``) for callers that handle file-system errors generically.
+    """
+
+    permanent = False
+
+    def __init__(self, message: str, error_number: int) -> None:
+        super().__init__(message)
+        self.errno = error_number
 
 
 def _validate_segment(segment: str, what: str) -> str:
@@ -199,9 +216,26 @@ class LocalBlobStore:
                 os.fsync(handle.fileno())
             os.chmod(temporary, 0o644)  # mkstemp creates 0600; blobs are meant to be shared
             os.replace(temporary, destination)
-        except BaseException:
+        except BaseException as error:
             temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno in _NO_ROOM:
+                raise self._full_error(key, destination, error) from error
             raise
+
+    def _full_error(self, key: str, destination: Path, error: OSError) -> BlobStoreFullError:
+        """The error for a write that ran out of room, with where, how much is free and what to do."""
+        try:
+            usage = shutil.disk_usage(destination.parent)
+            room = f"{usage.free / 1e6:.1f} MB free of {usage.total / 1e6:.1f} MB"
+        except OSError:
+            room = "free space unknown"
+        logger.error("Blob store %s is full: could not write %s (%s)", self.root, key, room)
+        return BlobStoreFullError(
+            f"cannot store blob {key!r} at {destination}: the disk holding the blob store {self.root} is "
+            f"full ({error.strerror}; {room}). Nothing was written at that path. Free space there or set "
+            "VIDEOQA_BLOB_DIR to a larger disk; the step can then be retried (`videoqa requeue JOB`).",
+            error.errno or errno.ENOSPC,
+        )
 
     def put_file(self, key: str, path: Path) -> str:
         """Copy the file at ``path`` into the store under ``key``, streaming (kernel copy or 1 MiB chunks).
