@@ -2,6 +2,14 @@
 
 Pure: no Dagster. Remote sources are copied to a temporary file in bounded chunks so a
 multi-GB original never sits in memory; local files are used in place.
+
+Sources come from people and systems outside the deployment (webhooks, SQS messages), so
+reading them follows a :class:`SourcePolicy`: only the schemes listed in
+:data:`SUPPORTED_SCHEMES`, and no HTTP fetch from loopback, private, link-local or otherwise
+internal addresses unless ``VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES`` allows it. The address is
+checked where it matters, on the connection actually made, for the first request and for every
+redirect, so neither a DNS name resolving to ``127.0.0.1`` nor a redirect to the cloud metadata
+endpoint reaches an internal service.
 """
 
 from __future__ import annotations
@@ -9,18 +17,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import http.client
+import ipaddress
 import logging
+import os
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+
+#: URI schemes the pipeline reads; plain paths too.
+SUPPORTED_SCHEMES = ("file", "http", "https", "s3")
+
+#: Job sources whose submitters are outside the deployment: their local paths must lie under
+#: ``VIDEOQA_ALLOWED_LOCAL_ROOTS``. SQL producers, the CLI, the inbox and in-process callers are
+#: trusted (they already act with the deployment's own rights).
+REMOTE_SOURCE_KINDS = ("webhook", "sqs")
 
 
 class SourceUnavailableError(Exception):
@@ -29,6 +49,104 @@ class SourceUnavailableError(Exception):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+@dataclasses.dataclass(frozen=True)
+class SourcePolicy:
+    """What a source may point at.
+
+    Attributes:
+        allowed_local_roots: Directories a remote-submitted job's local path must lie in (after
+            resolving symlinks and ``..``); empty means remote jobs cannot name local files.
+        allow_private_network: Allow HTTP fetches from loopback, private, link-local, multicast
+            and reserved addresses (``VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES``).
+        timeout_seconds: Socket timeout of HTTP fetches (``VIDEOQA_FETCH_TIMEOUT``).
+    """
+
+    allowed_local_roots: tuple[Path, ...] = ()
+    allow_private_network: bool = False
+    timeout_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SourcePolicy:
+        """The policy the settings in ``env`` (default: ``os.environ``) describe."""
+        from videoqa_pipeline.settings import Settings  # settings import nothing of ours at module level
+
+        return Settings.from_env(os.environ if env is None else env).source_policy
+
+    def problem(self, source_uri: str, *, remote: bool) -> str | None:
+        """Why this policy refuses ``source_uri`` (without touching the file or the network), or None.
+
+        Args:
+            source_uri: A path or URI.
+            remote: The job was submitted from outside the deployment (webhook, SQS).
+        """
+        local = local_path_of(source_uri)
+        if local is not None:
+            if remote and not self.local_path_allowed(local):
+                roots = ", ".join(str(root) for root in self.allowed_local_roots) or "(none)"
+                return (
+                    f"source {source_uri!r} is a local path outside the directories remote jobs may read "
+                    f"({roots}): submit an http(s):// or s3:// URI, or add the directory to "
+                    "VIDEOQA_ALLOWED_LOCAL_ROOTS"
+                )
+            return None
+        parts = urlsplit(source_uri)
+        scheme = parts.scheme.lower()
+        if scheme not in SUPPORTED_SCHEMES:
+            return f"source {source_uri!r} has unsupported scheme {scheme!r}: use a path, file://, http(s):// or s3://"
+        if scheme in ("http", "https"):
+            if not parts.hostname:
+                return f"source {source_uri!r} has no host name"
+            if not self.allow_private_network and _is_internal_name(parts.hostname):
+                return _internal_address_message(source_uri, parts.hostname)
+        return None
+
+    def local_path_allowed(self, path: Path) -> bool:
+        """Whether ``path`` (symlinks and ``..`` resolved) lies inside one of the allowed roots."""
+        if "\x00" in str(path):
+            return False
+        resolved = Path(os.path.realpath(path))
+        return any(resolved.is_relative_to(os.path.realpath(root)) for root in self.allowed_local_roots)
+
+    def check_address(self, url: str, address: str) -> None:
+        """Raise unless fetching ``url`` from ``address`` (an IP) is allowed.
+
+        Raises:
+            SourceUnavailableError: permanent; the address is internal and the policy forbids it.
+        """
+        if not self.allow_private_network and is_internal_address(address):
+            raise SourceUnavailableError(_internal_address_message(url, address), permanent=True)
+
+
+def is_internal_address(address: str) -> bool:
+    """Loopback, private, link-local, multicast, reserved or unspecified (IPv4-mapped IPv6 included)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True  # not an IP literal we understand: refuse rather than guess
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def _is_internal_name(host: str) -> bool:
+    """Internal by name alone (an IP literal or ``localhost``), no DNS lookup: for intake checks."""
+    lowered = host.lower().rstrip(".")
+    if lowered == "localhost" or lowered.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(lowered.split("%", 1)[0])
+    except ValueError:
+        return False
+    return is_internal_address(lowered)
+
+
+def _internal_address_message(url: str, address: str) -> str:
+    return (
+        f"source {url!r} points at the internal address {address}: fetching from loopback, private or "
+        "link-local networks is disabled (set VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES=true to allow it)"
+    )
 
 
 def local_path_of(source_uri: str) -> Path | None:
@@ -43,23 +161,47 @@ def local_path_of(source_uri: str) -> Path | None:
 
 @contextlib.contextmanager
 def fetched_source(
-    source_uri: str, *, timeout_seconds: float = 60.0, aws_endpoint_url: str | None = None
+    source_uri: str,
+    *,
+    timeout_seconds: float | None = None,
+    aws_endpoint_url: str | None = None,
+    policy: SourcePolicy | None = None,
 ) -> Iterator[Path]:
     """Yield a local path holding the source's bytes; temporary copies are removed afterwards.
 
+    A local file is used in place, and checked again when the block ends: if it changed while
+    the caller read it (size, modification time or inode), whatever the caller made of it may mix
+    two versions, so the block fails with a transient error and a retry reads the file anew.
+
+    Args:
+        source_uri: A path, ``file://``, ``http(s)://`` or ``s3://`` URI.
+        timeout_seconds: Socket timeout of HTTP reads (default: the policy's).
+        aws_endpoint_url: S3 endpoint override (MinIO, LocalStack, moto).
+        policy: What the source may point at (default: from the environment's settings).
+
     Raises:
-        SourceUnavailableError: the URI scheme is unsupported or the remote read failed.
+        SourceUnavailableError: the URI scheme is unsupported, the address is internal and not
+            allowed, the remote read failed, or a local file changed while it was read.
     """
+    policy = policy if policy is not None else SourcePolicy.from_env()
     local = local_path_of(source_uri)
     if local is not None:
+        before = _file_state(local)
         yield local  # existence and format are the media layer's checks, with its precise messages
+        if before is not None and _file_state(local) != before:
+            raise SourceUnavailableError(
+                f"source {source_uri} changed while it was being read (size or modification time differ): "
+                "write the file elsewhere and move it into place when complete; it will be read again",
+                permanent=False,
+            )
         return
     scheme = urlsplit(source_uri).scheme
     suffix = Path(unquote(urlsplit(source_uri).path)).suffix[:10]
     with tempfile.TemporaryDirectory(prefix="videoqa-fetch-") as tmp:
         target = Path(tmp) / f"source{suffix}"
         if scheme in ("http", "https"):
-            _download_http(source_uri, target, timeout_seconds)
+            timeout = policy.timeout_seconds if timeout_seconds is None else timeout_seconds
+            _download_http(source_uri, target, timeout, policy)
         elif scheme == "s3":
             _download_s3(source_uri, target, aws_endpoint_url)
         else:
@@ -70,19 +212,107 @@ def fetched_source(
         yield target
 
 
-def _download_http(url: str, target: Path, timeout_seconds: float) -> None:
+def _file_state(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+
+
+def _checked_connection(base: type[http.client.HTTPConnection], policy: SourcePolicy, url: str) -> Any:
+    """A connection class that refuses to talk to an address the policy forbids.
+
+    The check runs on the socket's peer address after connecting, so what is checked is what is
+    used: a name that resolves differently on a second lookup (DNS rebinding) gains nothing.
+    """
+
+    class CheckedConnection(base):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            peer = self.sock.getpeername()[0]
+            try:
+                policy.check_address(f"{url} (host {self.host})", str(peer))
+            except SourceUnavailableError:
+                self.sock.close()
+                raise
+
+    return CheckedConnection
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http(s) URLs the policy allows by name (the connection re-checks the address)."""
+
+    def __init__(self, policy: SourcePolicy) -> None:
+        self.policy = policy
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        problem = self.policy.problem(newurl, remote=True)
+        if problem is not None or urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise SourceUnavailableError(
+                f"downloading {req.full_url} was redirected to {newurl!r}, which is refused: "
+                f"{problem or 'redirects may only lead to http(s) URLs'}",
+                permanent=True,
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(policy: SourcePolicy, url: str) -> urllib.request.OpenerDirector:
+    if policy.allow_private_network:
+        return urllib.request.build_opener()
+    proxied = urllib.request.getproxies()
+    host = urlsplit(url).hostname or ""
+    if proxied and not urllib.request.proxy_bypass(host):
+        # Through a proxy the peer is the proxy, not the source: refuse internal names up front and
+        # let the proxy's own rules apply beyond that.
+        return urllib.request.build_opener(_CheckedRedirects(policy))
+
+    class CheckedHTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(_checked_connection(http.client.HTTPConnection, policy, url), req)
+
+    class CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(
+                _checked_connection(http.client.HTTPSConnection, policy, url),
+                req,
+                context=self._context,  # type: ignore[attr-defined]
+            )
+
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({}),
+        CheckedHTTPHandler(),
+        CheckedHTTPSHandler(),
+        _CheckedRedirects(policy),
+    )
+
+
+def _download_http(url: str, target: Path, timeout_seconds: float, policy: SourcePolicy) -> None:
+    problem = policy.problem(url, remote=True)
+    if problem is not None:
+        raise SourceUnavailableError(problem, permanent=True)
     request = urllib.request.Request(url, headers={"User-Agent": "videoqa-pipeline"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout_seconds) as response, target.open("wb") as out:
+        with (
+            _opener(policy, url).open(request, timeout=timeout_seconds) as response,
+            target.open("wb") as out,
+        ):
             shutil.copyfileobj(response, out, CHUNK_BYTES)
+    except SourceUnavailableError:
+        raise
     except urllib.error.HTTPError as error:
         permanent = 400 <= error.code < 500 and error.code not in (408, 429)
         raise SourceUnavailableError(
             f"downloading {url} failed: HTTP {error.code} {error.reason}", permanent=permanent
         ) from error
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise SourceUnavailableError(f"downloading {url} failed: {reason}", permanent=False) from error
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, SourceUnavailableError):
+            raise error.reason from error
+        raise SourceUnavailableError(f"downloading {url} failed: {error.reason}", permanent=False) from error
+    except (TimeoutError, OSError, http.client.HTTPException) as error:
+        raise SourceUnavailableError(f"downloading {url} failed: {error}", permanent=False) from error
     logger.info("downloaded %s (%d bytes)", url, target.stat().st_size)
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from videoqa_pipeline.ai.config import AIConfig
+from videoqa_pipeline.fetch import SourcePolicy
 
 JOB_SOURCES = ("postgres", "sqs", "webhook", "inbox")
 STORAGE_TYPES = ("postgres", "s3", "hybrid")
@@ -118,6 +119,11 @@ class _Reader:
         return tuple(picked) or (default,)
 
 
+def _paths(value: str) -> tuple[Path, ...]:
+    """A PATH-style list (``os.pathsep``-separated) of directories; empty entries are ignored."""
+    return tuple(Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip())
+
+
 def mask_url_password(url: str) -> str:
     """Return ``url`` with its password replaced by ``***`` so it can be logged."""
     parts = urlsplit(url)
@@ -170,6 +176,9 @@ class Settings:
     jobs_per_tick: int = 50
     run_timeout_seconds: float = 6 * 3600.0
     blob_dir: Path | None = None
+    allowed_local_roots: tuple[Path, ...] | None = None
+    allow_private_network_sources: bool = False
+    fetch_timeout_seconds: float = 60.0
     ai: AIConfig = field(default_factory=lambda: AIConfig.from_env({}))
     parse_problems: tuple[str, ...] = ()
 
@@ -186,6 +195,7 @@ class Settings:
         home = Path(read.text("VIDEOQA_HOME", ".videoqa") or ".videoqa")
         blob_dir = read.text("VIDEOQA_BLOB_DIR")
         inbox = read.text("VIDEOQA_INBOX")
+        local_roots = read.text("VIDEOQA_ALLOWED_LOCAL_ROOTS")
         settings = cls(
             job_sources=read.choices("JOB_SOURCE_TYPE", "postgres", JOB_SOURCES),
             storage_type=storage_type,
@@ -219,6 +229,9 @@ class Settings:
             jobs_per_tick=read.integer("VIDEOQA_JOBS_PER_TICK", 50, low=1, high=10_000),
             run_timeout_seconds=read.number("VIDEOQA_RUN_TIMEOUT", 6 * 3600.0),
             blob_dir=Path(blob_dir) if blob_dir else None,
+            allowed_local_roots=_paths(local_roots) if local_roots is not None else None,
+            allow_private_network_sources=read.boolean("VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES", False),
+            fetch_timeout_seconds=read.number("VIDEOQA_FETCH_TIMEOUT", 60.0),
             ai=AIConfig.from_env(env),
         )
         return dataclasses.replace(settings, parse_problems=tuple(read.problems))
@@ -232,6 +245,20 @@ class Settings:
     def inbox(self) -> Path:
         """The watched folder: VIDEOQA_INBOX, else ``$VIDEOQA_HOME/inbox``."""
         return self.inbox_dir if self.inbox_dir is not None else self.home / "inbox"
+
+    @property
+    def local_roots(self) -> tuple[Path, ...]:
+        """Directories whose files webhook and SQS jobs may name: VIDEOQA_ALLOWED_LOCAL_ROOTS, else the inbox."""
+        return self.allowed_local_roots if self.allowed_local_roots is not None else (self.inbox,)
+
+    @property
+    def source_policy(self) -> SourcePolicy:
+        """What job sources may point at (see :class:`videoqa_pipeline.fetch.SourcePolicy`)."""
+        return SourcePolicy(
+            allowed_local_roots=self.local_roots,
+            allow_private_network=self.allow_private_network_sources,
+            timeout_seconds=self.fetch_timeout_seconds,
+        )
 
     @property
     def watches_inbox(self) -> bool:
@@ -275,6 +302,12 @@ class Settings:
         for name, url in (("AWS_ENDPOINT_URL", self.aws_endpoint_url), ("WEBHOOK_URL", self.webhook_url)):
             if url is not None and urlsplit(url).scheme not in ("http", "https"):
                 problems.append(f"{name}={url!r} must be an http(s):// URL")
+        relative = [str(root) for root in self.allowed_local_roots or () if not root.is_absolute()]
+        if relative:
+            problems.append(
+                f"VIDEOQA_ALLOWED_LOCAL_ROOTS must list absolute directories (separated by {os.pathsep!r}); "
+                f"not absolute: {', '.join(relative)}"
+            )
         if self.file_storage == "postgres":
             problems.append(
                 "FILE_STORAGE=postgres (blobs inside Postgres) is not available yet: use local or s3"
@@ -326,6 +359,10 @@ class Settings:
             "VIDEOQA_MAX_QUEUED_RUNS": self.max_queued_runs,
             "VIDEOQA_JOBS_PER_TICK": self.jobs_per_tick,
             "VIDEOQA_RUN_TIMEOUT": self.run_timeout_seconds,
+            "VIDEOQA_ALLOWED_LOCAL_ROOTS": os.pathsep.join(str(root) for root in self.local_roots)
+            or "(none: webhook and SQS jobs cannot name local files)",
+            "VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES": self.allow_private_network_sources,
+            "VIDEOQA_FETCH_TIMEOUT": self.fetch_timeout_seconds,
         }
         shown.update(self.ai.describe())
         return {name: str(value) for name, value in shown.items()}

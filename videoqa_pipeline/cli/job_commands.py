@@ -111,7 +111,8 @@ def submit(
     if max_frames is not None:
         options["max_frames_per_video"] = max_frames
     source_uri = canonical_source_uri(source)
-    problem = ledger.source_problem(source_uri)
+    policy = load_settings().source_policy
+    problem = ledger.source_problem(source_uri, source_kind="cli", policy=policy)
     if problem is not None:
         raise click.ClickException(problem)
     database = _database()

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from videoqa_pipeline.fetch import SourcePolicy
 from videoqa_pipeline.service import callbacks, health, search_routes, stats
 from videoqa_pipeline.service.metrics import CONTENT_TYPE, ServiceMetrics
 from videoqa_pipeline.service.openapi import openapi_document
@@ -91,10 +92,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _submit(db: Database, request: ledger.JobRequest) -> ledger.SubmittedJob:
+def _submit(db: Database, request: ledger.JobRequest, policy: SourcePolicy) -> ledger.SubmittedJob:
     # Cached after the first success; retried here when the database was down at startup.
     db.ensure_schema()
-    return ledger.submit_job(db, request, strict=True)
+    return ledger.submit_job(db, request, strict=True, policy=policy)
 
 
 def _error(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
@@ -292,7 +293,7 @@ def create_app(
         try:
             job_request = ledger.parse_job_message(decoded)
             job_request = dataclasses.replace(job_request, source_kind="webhook", external_id=webhook_id)
-            submitted = await run_in_threadpool(_submit, db, job_request)
+            submitted = await run_in_threadpool(_submit, db, job_request, settings.source_policy)
         except ledger.JobMessageError as error:
             return rejected("invalid_job", 422, str(error))
         outcome = "accepted" if submitted.created else "duplicate"

@@ -128,7 +128,9 @@ def evaluate_job_tick(
             run_requests.append(job_run_request(job, settings, downstream))
     # 2. Claim pending jobs within the backpressure cap.
     headroom = settings.max_queued_runs - ledger.count_active(database)
-    claim = ledger.claim_pending_jobs(database, min(settings.jobs_per_tick, headroom))
+    claim = ledger.claim_pending_jobs(
+        database, min(settings.jobs_per_tick, headroom), policy=settings.source_policy
+    )
     for job in claim.rejected:
         context.log.warning(f"job {job.id} failed at intake: {job.error}")
     run_requests.extend(job_run_request(job, settings, downstream) for job in claim.queued)

@@ -36,6 +36,7 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from videoqa_pipeline import aws
+from videoqa_pipeline.fetch import SourcePolicy
 from videoqa_pipeline.resources import DatabaseResource
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.sources.job_sensor import TRANSIENT_DATABASE_ERRORS, sensor_interval_seconds
@@ -154,7 +155,9 @@ def message_requests(message_id: str, body: str) -> list[ledger.JobRequest]:
     return [replace(request, source_kind=SOURCE_KIND, external_id=message_id)]
 
 
-def _record(database: Database, message_id: str, body: str, report: DrainReport) -> None:
+def _record(
+    database: Database, message_id: str, body: str, report: DrainReport, policy: SourcePolicy | None
+) -> None:
     """Write the message's jobs (or its rejection) and commit; raises on database errors."""
     try:
         requests = message_requests(message_id, body)
@@ -170,7 +173,9 @@ def _record(database: Database, message_id: str, body: str, report: DrainReport)
         logger.info("SQS message %s has nothing to process (test or non-create event)", message_id)
         return
     with database.connection() as connection, connection.transaction():
-        jobs = [ledger.submit_job(database, request, connection=connection) for request in requests]
+        jobs = [
+            ledger.submit_job(database, request, connection=connection, policy=policy) for request in requests
+        ]
     report.jobs.extend(jobs)
 
 
@@ -192,6 +197,7 @@ def drain_queue(
     budget_seconds: float = TICK_BUDGET_SECONDS,
     max_receives: int = MAX_RECEIVES_PER_TICK,
     before_delete: Callable[[list[dict[str, Any]]], None] | None = None,
+    policy: SourcePolicy | None = None,
 ) -> DrainReport:
     """Receive messages and move them into the ledger until the queue is empty or the budget is spent.
 
@@ -205,6 +211,8 @@ def drain_queue(
         max_receives: Receives per pass at most.
         before_delete: Called with the received messages after they are committed to the ledger
             and before they are deleted (a test hook for crashes in between).
+        policy: What a message's source may point at; a job it refuses is recorded as failed
+            with the reason (SQS producers are remote: local paths only under the allowed roots).
 
     Returns:
         A :class:`DrainReport`.
@@ -235,7 +243,7 @@ def drain_queue(
             break
         report.received += len(messages)
         for message in messages:
-            _record(database, str(message["MessageId"]), str(message.get("Body", "")), report)
+            _record(database, str(message["MessageId"]), str(message.get("Body", "")), report, policy)
         if before_delete is not None:
             before_delete(messages)
         entries = [
@@ -271,6 +279,7 @@ def build_sqs_sensor(settings: Settings) -> dg.SensorDefinition:
     max_messages = settings.sqs_max_messages
     wait_seconds = settings.sqs_wait_time
     region, endpoint_url = settings.aws_region, settings.aws_endpoint_url
+    policy = settings.source_policy
 
     @dg.sensor(
         name=SQS_SENSOR_NAME,
@@ -286,6 +295,7 @@ def build_sqs_sensor(settings: Settings) -> dg.SensorDefinition:
                 database.get(),
                 max_messages=max_messages,
                 wait_seconds=wait_seconds,
+                policy=policy,
             )
         except TRANSIENT_DATABASE_ERRORS as error:
             context.log.warning(f"job ledger not reachable, messages stay on the queue: {error}")

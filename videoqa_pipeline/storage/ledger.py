@@ -36,7 +36,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from videoqa_pipeline.fetch import local_path_of
+from videoqa_pipeline.fetch import REMOTE_SOURCE_KINDS, SUPPORTED_SCHEMES, SourcePolicy, local_path_of
 from videoqa_pipeline.partitions import InvalidVideoIdError, validate_video_id, video_id_from_uri
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.schema import JOB_STATUSES, JOBS_TABLE, TABLES
@@ -50,8 +50,7 @@ FINAL_STATUSES = (SUCCEEDED, FAILED, CANCELLED)
 #: Where a job came from. ``postgres`` is the column default: a producer's plain INSERT.
 SOURCE_KINDS = ("postgres", "sqs", "webhook", "inbox", "cli", "api")
 
-#: URI schemes the pipeline can read (see :mod:`videoqa_pipeline.fetch`); plain paths too.
-SUPPORTED_SCHEMES = ("file", "http", "https", "s3")
+__all__ = ["REMOTE_SOURCE_KINDS", "SUPPORTED_SCHEMES"]  # re-exported: the schemes a source may use
 
 #: Stages a job may restart from (``from_stage``); pipeline order.
 STAGES = tuple(TABLES)  # one table per stage
@@ -208,14 +207,24 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: getattr(validated, key) for key in options}
 
 
-def source_problem(source_uri: str) -> str | None:
+def source_problem(
+    source_uri: str, *, source_kind: str = "api", policy: SourcePolicy | None = None
+) -> str | None:
     """Why ``source_uri`` cannot be processed, or None when it looks readable.
 
     Local paths must exist (checked where the sensor runs); remote URIs are only checked for a
-    supported scheme, since reading them is the run's job.
+    supported scheme, since reading them is the run's job. With a ``policy``, a webhook or SQS
+    job's local path must lie under the allowed roots and an http(s) URL must not name an
+    internal address (the fetch checks the address it actually connects to as well).
     """
     if not source_uri or not source_uri.strip():
         return "source_uri is empty: give a path or a file://, http(s):// or s3:// URI"
+    if "\x00" in source_uri:
+        return "source_uri contains a NUL character"
+    if policy is not None:
+        refused = policy.problem(source_uri, remote=source_kind in REMOTE_SOURCE_KINDS)
+        if refused is not None:
+            return refused
     local = local_path_of(source_uri)
     if local is not None:
         if not local.is_file():
@@ -393,6 +402,7 @@ def submit_job(
     *,
     connection: psycopg.Connection | None = None,
     strict: bool = False,
+    policy: SourcePolicy | None = None,
 ) -> SubmittedJob:
     """Record a job in the ledger, once per ``(source_kind, external_id)``.
 
@@ -408,6 +418,8 @@ def submit_job(
         connection: Use this connection (and its transaction) instead of a pooled one, e.g. to
             commit the job together with the producer's own bookkeeping.
         strict: Raise instead of recording invalid requests.
+        policy: When given, refuse sources it forbids (a webhook or SQS job naming a local file
+            outside the allowed roots, an http(s) URL naming an internal address).
 
     Returns:
         The job's ID and video ID; ``created`` is False for a duplicate delivery.
@@ -426,6 +438,12 @@ def submit_job(
     try:
         if not request.source_uri or not request.source_uri.strip():
             raise JobMessageError("source_uri is empty: give a path or a file://, http(s):// or s3:// URI")
+        if "\x00" in request.source_uri:
+            raise JobMessageError("source_uri contains a NUL character")
+        if policy is not None:
+            refused = policy.problem(request.source_uri, remote=request.source_kind in REMOTE_SOURCE_KINDS)
+            if refused is not None:
+                raise JobMessageError(refused)
         video_id = _checked_video_id(request.video_id, request.source_uri)
         options = validate_options(request.options)
         _checked_stage(request.from_stage)
@@ -542,7 +560,7 @@ def count_active(db: Database, connection: psycopg.Connection | None = None) -> 
 # The job sensor's side
 
 
-def claim_pending_jobs(db: Database, limit: int) -> ClaimResult:
+def claim_pending_jobs(db: Database, limit: int, *, policy: SourcePolicy | None = None) -> ClaimResult:
     """Move up to ``limit`` pending jobs, oldest first, to queued (or failed when unusable).
 
     One transaction: rows are locked with ``FOR UPDATE SKIP LOCKED`` (two sensors never claim the
@@ -552,6 +570,8 @@ def claim_pending_jobs(db: Database, limit: int) -> ClaimResult:
     Args:
         db: The metadata database.
         limit: Most rows to claim (the caller's per-tick cap and backpressure headroom).
+        policy: What sources may point at (see :func:`source_problem`); None checks only the
+            scheme and that a local file exists.
 
     Returns:
         The queued and the rejected jobs.
@@ -562,7 +582,7 @@ def claim_pending_jobs(db: Database, limit: int) -> ClaimResult:
     rejected: list[Job] = []
     with db.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
-            f"""SELECT id, video_id, source_uri, options, from_stage FROM {JOBS_TABLE}
+            f"""SELECT id, video_id, source_uri, options, from_stage, source_kind FROM {JOBS_TABLE}
                 WHERE status = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
             (limit,),
         ).fetchall()
@@ -573,7 +593,7 @@ def claim_pending_jobs(db: Database, limit: int) -> ClaimResult:
                 video_id = _checked_video_id(row["video_id"], row["source_uri"])
                 validate_options(row["options"] or {})
                 _checked_stage(row["from_stage"])
-                problem = source_problem(row["source_uri"])
+                problem = source_problem(row["source_uri"], source_kind=row["source_kind"], policy=policy)
             except (JobMessageError, InvalidVideoIdError) as error:
                 problem = str(error)
             if problem is None:

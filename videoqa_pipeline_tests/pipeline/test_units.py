@@ -91,7 +91,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture()
-def http_base() -> Iterator[str]:
+def http_base(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # The server is on loopback, which sources may only name when private networks are allowed.
+    monkeypatch.setenv("VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES", "true")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
