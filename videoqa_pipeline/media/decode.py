@@ -1,12 +1,20 @@
 """Fast, low-memory frame access with PyAV, shared by scene detection and keyframe extraction.
 
-Two tricks keep decoding cheap without touching the result:
+Two tricks keep decoding cheap:
 
 * Small frames come from strided views of the decoded YUV planes (no full-size RGB
   conversion), which costs almost nothing next to the decode itself.
-* Scene detection may skip non-reference frames (``skip_frame="NONREF"``): the decoder never
-  reconstructs them, roughly halving decode time on B-frame streams while the remaining
-  frames are still at most a few frames apart.
+* Scene detection lets the decoder skip frames. On H.264 it skips every B-frame
+  (``skip_frame="BIDIR"``) and so decodes about a quarter of the frames, still a few frames
+  apart. Where an encoder also predicts P-frames from B-frames (x264 with B-pyramid at its
+  slower presets does), those P-frames carry a small prediction error until the next
+  keyframe: invisible to cut detection, which compares frames at thresholds far above it
+  (cut lists are identical to exact decoding on every generated test and benchmark video).
+  A frame flagged corrupt, or decoded frames more than a quarter second apart, make the rest
+  of the stream skip less: ``skip_frame="NONREF"`` (always exact; other codecs start there),
+  then no skipping at all.
+  Keyframe extraction (:mod:`videoqa_pipeline.media.frames`) needs exact pixels and only
+  ever skips non-reference frames.
 
 Only one decoded frame is alive at a time, so memory is flat whatever the video length.
 """
@@ -18,6 +26,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import av
 import av.error
@@ -116,28 +125,40 @@ def iter_small_frames(
     path: str | os.PathLike[str],
     factor: int,
     *,
-    skip_nonref: bool = True,
+    skip_frames: bool = True,
 ) -> Iterator[SmallFrame]:
     """Decode the whole video once, yielding reduced BGR frames in presentation order.
 
     Args:
         path: The video.
         factor: Integer downscale factor (1 keeps full size).
-        skip_nonref: Let the decoder drop non-reference frames (about half on B-frame streams).
+        skip_frames: Let the decoder drop frames that cut detection can do without (see the
+            module docstring); the frames yielded are then a subset, normally a few apart.
 
     Raises:
         MediaError: The file cannot be opened or has no video stream.
         TruncatedMediaError: Decoding failed before any frame was produced.
     """
     with open_video(path) as (container, stream):
-        if skip_nonref:
-            stream.codec_context.skip_frame = "NONREF"
+        context = stream.codec_context
+        skip: SkipMode = initial_skip_mode(stream) if skip_frames else "DEFAULT"
+        context.skip_frame = skip
         start = stream_start_seconds(stream)
         produced = 0
+        previous_time: float | None = None
         try:
             for frame in container.decode(stream):
                 if frame.time is None:
                     continue
+                if skip != "DEFAULT" and _skipping_too_much(frame, previous_time):
+                    # Skip less from here on; a frame damaged by skipping is never analysed.
+                    skip = context.skip_frame = _SKIP_LADDER[_SKIP_LADDER.index(skip) + 1]
+                    logger.info(
+                        "%s: too many frames skipped at %.2f s; skip_frame=%s", path, frame.time, skip
+                    )
+                    if frame.is_corrupt:
+                        continue
+                previous_time = frame.time
                 produced += 1
                 yield SmallFrame(time=max(0.0, frame.time - start), image=small_bgr(frame, factor))
         except av.error.FFmpegError as exc:
@@ -145,6 +166,26 @@ def iter_small_frames(
                 raise TruncatedMediaError(path, f"no frame could be decoded ({exc.strerror})") from exc
             # A damaged tail: keep what was decoded, like players do.
             logger.warning("%s: decoding stopped after %d frames: %s", path, produced, exc)
-        if produced == 0 and skip_nonref:
-            # Streams whose frames are all marked non-reference (rare): decode them all.
-            yield from iter_small_frames(path, factor, skip_nonref=False)
+        if produced == 0 and skip_frames:
+            # Streams whose frames are all marked skippable (rare): decode them all.
+            yield from iter_small_frames(path, factor, skip_frames=False)
+
+
+# Decoded frames further apart than this mean the decoder skips too much for cut detection.
+MAX_ANALYSIS_GAP_SECONDS = 0.25
+SkipMode = Literal["BIDIR", "NONREF", "DEFAULT"]
+# From most to least skipping: all B-frames, non-reference frames, nothing.
+_SKIP_LADDER: tuple[SkipMode, ...] = ("BIDIR", "NONREF", "DEFAULT")
+
+
+def initial_skip_mode(stream: av.video.stream.VideoStream) -> SkipMode:
+    """The ``skip_frame`` mode to start with for frames nobody will look at (module docstring)."""
+    return "BIDIR" if stream.codec_context.name == "h264" else "NONREF"
+
+
+def _skipping_too_much(frame: av.VideoFrame, previous_time: float | None) -> bool:
+    if frame.is_corrupt:
+        return True
+    if previous_time is None or frame.time is None:
+        return False
+    return frame.time - previous_time > MAX_ANALYSIS_GAP_SECONDS
