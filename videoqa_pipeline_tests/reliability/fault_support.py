@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import quote, urlencode
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -25,6 +26,7 @@ from videoqa_pipeline_tests.ai.openai_test_server import (
     RecordedRequest,
     ScriptedReply,
 )
+from videoqa_pipeline_tests.pipeline.dagster_dev_server import DagsterDev
 
 #: Table name of each asset, in pipeline order.
 TABLE_OF_ASSET = {asset: spec.name for asset, spec in TABLES.items()}
@@ -102,3 +104,19 @@ class FaultyOpenAIServer(OpenAITestServer):
             handler.send_header("Content-Length", str(len(slow.body)))
             handler.end_headers()
             handler.wfile.write(slow.body)
+
+
+def run_workers(server: DagsterDev) -> list[psutil.Process]:
+    """The run worker processes of a ``dagster dev``: one per launched run.
+
+    The default run launcher asks the code server (``dagster api grpc``) to execute the run; it
+    does so in a ``multiprocessing`` child, which is the process that runs the steps.
+    """
+    workers = []
+    for process in server.group_processes():
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(process.cmdline())
+            parent = process.parent()
+            if "spawn_main" in command and parent is not None and "api grpc" in " ".join(parent.cmdline()):
+                workers.append(process)
+    return workers
