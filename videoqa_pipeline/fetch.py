@@ -311,7 +311,13 @@ def _download_http(url: str, target: Path, timeout_seconds: float, policy: Sourc
         if isinstance(error.reason, SourceUnavailableError):
             raise error.reason from error
         raise SourceUnavailableError(f"downloading {url} failed: {error.reason}", permanent=False) from error
-    except (TimeoutError, OSError, http.client.HTTPException) as error:
+    except TimeoutError as error:
+        raise SourceUnavailableError(
+            f"downloading {url} failed: no data for {timeout_seconds:g} s, timed out (VIDEOQA_FETCH_TIMEOUT); "
+            "it is tried again while attempts remain",
+            permanent=False,
+        ) from error
+    except (OSError, http.client.HTTPException) as error:
         raise SourceUnavailableError(f"downloading {url} failed: {error}", permanent=False) from error
     logger.info("downloaded %s (%d bytes)", url, target.stat().st_size)
 
