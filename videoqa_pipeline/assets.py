@@ -171,7 +171,12 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
             store.local_path(str(source["blob_key"])) as original,
             tempfile.TemporaryDirectory(prefix="videoqa-normalize-") as tmp,
         ):
-            result = media.normalize(original, Path(tmp), max_height=pipeline_config.normalize_height)
+            result = media.normalize(
+                original,
+                Path(tmp),
+                max_height=pipeline_config.normalize_height,
+                preset=pipeline_config.normalize_preset,
+            )
             video_key = blob_key(video_id, "normalized", "video.mp4")
             video_uri = store.put_file(video_key, result.video_path)
             video_size = result.video_path.stat().st_size
@@ -198,7 +203,11 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
                 "video": dg.MetadataValue.path(video_uri),
                 "resolution": f"{result.width}x{result.height}",
                 "has_audio": audio_key is not None,
-                "video_encoding": "re-encoded (H.264)" if result.reencoded else "stream copy (already H.264)",
+                "video_encoding": (
+                    f"re-encoded (H.264, x264 preset {pipeline_config.normalize_preset})"
+                    if result.reencoded
+                    else "stream copy (already H.264)"
+                ),
                 "size_mb": dg.MetadataValue.float(round(video_size / 1e6, 3)),
                 "normalize_seconds": dg.MetadataValue.float(round(seconds, 2)),
                 "speed_x_realtime": dg.MetadataValue.float(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field, field_validator
 
+from videoqa_pipeline.media.normalize import DEFAULT_PRESET, X264_PRESETS
 from videoqa_pipeline.settings import SCENE_DETECTORS, Settings
 
 
@@ -42,6 +43,11 @@ class PipelineConfig(dg.ConfigurableResource):
     normalize_height: int = Field(
         default=720, ge=144, le=4320, description="Normalized video height (never upscaled)."
     )
+    normalize_preset: str = Field(
+        default=DEFAULT_PRESET,
+        description="x264 preset when a video is re-encoded: ultrafast is about 1.6x quicker than "
+        "veryfast for bigger files (benchmarks/bench_media.py measures each).",
+    )
     keyframe_max_width: int = Field(default=640, ge=64, le=3840, description="Keyframe JPEG width cap.")
     language: str | None = Field(
         default=None, description="Spoken language code (e.g. en); unset detects it."
@@ -53,6 +59,15 @@ class PipelineConfig(dg.ConfigurableResource):
         if value not in SCENE_DETECTORS:
             raise ValueError(
                 f"scene_detector={value!r} is unknown: expected one of {', '.join(SCENE_DETECTORS)}"
+            )
+        return value
+
+    @field_validator("normalize_preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in X264_PRESETS:
+            raise ValueError(
+                f"normalize_preset={value!r} is unknown: expected one of {', '.join(X264_PRESETS)}"
             )
         return value
 

@@ -99,6 +99,22 @@ def test_rematerializing_replaces_rows_and_config_overrides_apply(
     assert _rows(settings, "talk")["frame_analyses"] == 3
 
 
+def test_normalize_preset_and_height_come_from_run_config(
+    settings: Settings, talk_video: media.SampleVideo
+) -> None:
+    # 144p forces a re-encode, so the preset is used.
+    report = process_video(
+        str(talk_video.path),
+        settings=settings,
+        video_id="talk-ultrafast",
+        config_overrides={"normalize_preset": "ultrafast", "normalize_height": 144},
+    )
+    assert report.success, report.error
+    metadata = report.metadata_of("normalized_video")
+    assert metadata["video_encoding"] == "re-encoded (H.264, x264 preset ultrafast)"
+    assert metadata["resolution"].endswith("x144")
+
+
 def test_video_without_audio_succeeds_with_empty_transcript(settings: Settings, silent_video) -> None:
     report = process_video(str(silent_video.path), settings=settings, video_id="silent")
     assert report.success, report.error
