@@ -9,10 +9,15 @@ servers and runs themselves come from the other test packages' helpers.
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import psutil
@@ -27,6 +32,7 @@ from videoqa_pipeline_tests.ai.openai_test_server import (
     ScriptedReply,
 )
 from videoqa_pipeline_tests.pipeline.dagster_dev_server import DagsterDev
+from videoqa_pipeline_tests.storage.conftest import _system_postgres_bin
 
 #: Table name of each asset, in pipeline order.
 TABLE_OF_ASSET = {asset: spec.name for asset, spec in TABLES.items()}
@@ -120,3 +126,78 @@ def run_workers(server: DagsterDev) -> list[psutil.Process]:
             if "spawn_main" in command and parent is not None and "api grpc" in " ".join(parent.cmdline()):
                 workers.append(process)
     return workers
+
+
+@dataclass
+class RestartablePostgres:
+    """A running system PostgreSQL cluster (from ``system_postgres_server``) that can be stopped and started.
+
+    Attributes:
+        url: Superuser URL of the cluster.
+        data_dir: Its data directory.
+        pg_ctl: The ``pg_ctl`` binary, with ``runuser -u postgres --`` in front when running as root.
+    """
+
+    url: str
+    data_dir: Path
+    pg_ctl: list[str]
+    options: str = ""
+
+    @classmethod
+    def attach(cls, url: str) -> RestartablePostgres:
+        """Find the data directory and binaries of the cluster serving ``url``."""
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        assert row is not None
+        data_dir = Path(str(row[0]))
+        bin_dir = _system_postgres_bin()
+        assert bin_dir is not None
+        prefix = [str(shutil.which("runuser")), "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return cls(url, data_dir, [*prefix, str(bin_dir / "pg_ctl")])
+
+    def _options(self) -> str:
+        """The server's command-line options (port, socket dir, settings) from ``postmaster.opts``."""
+        words = shlex.split((self.data_dir / "postmaster.opts").read_text())[1:]
+        kept = []
+        skip = False
+        for word in words:
+            if skip:
+                skip = False
+            elif word == "-D":
+                skip = True
+            else:
+                kept.append(word)
+        return shlex.join(kept)
+
+    def stop(self) -> None:
+        """Fast shutdown: open connections are closed by the server, as in a real restart."""
+        self.options = self._options()
+        subprocess.run(
+            [*self.pg_ctl, "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        options = self.options or self._options()
+        log = self.data_dir.parent / "server.log"
+        subprocess.run(
+            [*self.pg_ctl, "-D", str(self.data_dir), "-l", str(log), "-o", options, "-w", "start"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def restart_after(self, seconds_down: float) -> None:
+        """Stop, stay down ``seconds_down`` seconds, start again."""
+        self.stop()
+        time.sleep(seconds_down)
+        self.start()
+
+    def is_up(self) -> bool:
+        try:
+            with psycopg.connect(self.url, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
