@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,3 +202,45 @@ class RestartablePostgres:
                 return True
         except psycopg.OperationalError:
             return False
+
+
+class RestartableMoto:
+    """moto's S3/SQS server on a fixed loopback port that can go away and come back.
+
+    The server runs in this process (``ThreadedMotoServer``); stopping it closes the port, so
+    clients get "connection refused" exactly as from a dead endpoint. Buckets, objects and
+    queues live in moto's in-process backends and survive a restart, as they would on a real
+    S3/SQS endpoint that was unreachable for a while.
+    """
+
+    def __init__(self, port: int) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._factory = lambda: ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._server = self._factory()
+        self._server.start()
+        self.up = True
+
+    def stop(self) -> None:
+        if self.up:
+            self._server.stop()
+            self.up = False
+
+    def start(self) -> None:
+        if not self.up:
+            self._server = self._factory()
+            self._server.start()
+            self.up = True
+
+    def outage(self, seconds: float) -> threading.Thread:
+        """Stop now and start again after ``seconds`` in a background thread (join it afterwards)."""
+        self.stop()
+
+        def come_back() -> None:
+            time.sleep(seconds)
+            self.start()
+
+        thread = threading.Thread(target=come_back, name="moto-outage", daemon=True)
+        thread.start()
+        return thread
