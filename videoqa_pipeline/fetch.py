@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -246,17 +247,25 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     def __init__(self, policy: SourcePolicy) -> None:
         self.policy = policy
 
-    def redirect_request(
-        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
-    ) -> urllib.request.Request | None:
-        problem = self.policy.problem(newurl, remote=True)
-        if problem is not None or urlsplit(newurl).scheme.lower() not in ("http", "https"):
+    def _check(self, req: urllib.request.Request, headers: Any) -> None:
+        location = headers.get("location") or headers.get("uri")
+        if not location:
+            return
+        target = urllib.parse.urljoin(req.full_url, location)
+        problem = self.policy.problem(target, remote=True)
+        if problem is None and urlsplit(target).scheme.lower() not in ("http", "https"):
+            problem = "redirects may only lead to http(s) URLs"
+        if problem is not None:
             raise SourceUnavailableError(
-                f"downloading {req.full_url} was redirected to {newurl!r}, which is refused: "
-                f"{problem or 'redirects may only lead to http(s) URLs'}",
+                f"downloading {req.full_url} was redirected to {target!r}, which is refused: {problem}",
                 permanent=True,
             )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    def http_error_302(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any) -> Any:
+        self._check(req, headers)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def _opener(policy: SourcePolicy, url: str) -> urllib.request.OpenerDirector:

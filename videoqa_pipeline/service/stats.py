@@ -13,6 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from videoqa_pipeline.settings import Settings
@@ -145,12 +146,18 @@ def storage_stats(db: Database) -> dict[str, Any]:
                 rows[table] = int(found[0])
                 estimated.append(table)
             else:
-                counted = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                counted = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+                ).fetchone()
                 rows[table] = int(counted[0]) if counted else 0
         total_bytes = 0
         for table, column in _BYTE_COLUMNS:
             if table in rows:
-                summed = conn.execute(f"SELECT COALESCE(sum({column}), 0) FROM {table}").fetchone()
+                summed = conn.execute(
+                    sql.SQL("SELECT COALESCE(sum({}), 0) FROM {}").format(
+                        sql.Identifier(column), sql.Identifier(table)
+                    )
+                ).fetchone()
                 total_bytes += int(summed[0]) if summed else 0
     return {
         "videos": rows.get("videoqa_videos", 0),

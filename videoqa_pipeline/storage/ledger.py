@@ -438,8 +438,9 @@ def submit_job(
     try:
         if not request.source_uri or not request.source_uri.strip():
             raise JobMessageError("source_uri is empty: give a path or a file://, http(s):// or s3:// URI")
-        if "\x00" in request.source_uri:
-            raise JobMessageError("source_uri contains a NUL character")
+        nul = _nul_field(request)
+        if nul is not None:
+            raise JobMessageError(f"{nul} contains a NUL character, which text fields cannot hold")
         if policy is not None:
             refused = policy.problem(request.source_uri, remote=request.source_kind in REMOTE_SOURCE_KINDS)
             if refused is not None:
@@ -455,12 +456,13 @@ def submit_job(
         if isinstance(problem, InvalidVideoIdError):
             video_id = None  # never store an unsafe partition key
     kwargs: dict[str, Any] = {
-        "source_uri": request.source_uri or "",
+        # A rejected request is kept as readable as PostgreSQL allows: NUL becomes U+FFFD.
+        "source_uri": _without_nul(request.source_uri or ""),
         "video_id": video_id,
-        "options": _json_safe(options),
+        "options": json.loads(_without_nul(json.dumps(_json_safe(options)))),
         "source_kind": request.source_kind,
         "external_id": request.external_id,
-        "callback_url": request.callback_url,
+        "callback_url": _without_nul(request.callback_url) if request.callback_url else None,
         "from_stage": request.from_stage if error is None else None,
         "status": PENDING if error is None else FAILED,
         "error": error,
@@ -469,6 +471,28 @@ def submit_job(
         return _insert_job(connection, **kwargs)
     with db.connection() as conn:
         return _insert_job(conn, **kwargs)
+
+
+def _nul_field(request: JobRequest) -> str | None:
+    """The first field of ``request`` holding a NUL character (PostgreSQL text cannot store one).
+
+    The video ID is not looked at: its own rule (:func:`validate_video_id`) refuses NUL with a
+    message that spells out the allowed characters.
+    """
+    texts = {
+        "source_uri": request.source_uri,
+        "callback_url": request.callback_url,
+        "external_id": request.external_id,
+        "options": json.dumps(_json_safe(request.options)) if isinstance(request.options, Mapping) else "",
+    }
+    for name, text in texts.items():
+        if text and ("\x00" in text or "\\u0000" in text):
+            return name
+    return None
+
+
+def _without_nul(text: str) -> str:
+    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
 
 
 def _json_safe(options: Mapping[str, Any]) -> dict[str, Any]:

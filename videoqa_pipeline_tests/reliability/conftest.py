@@ -4,7 +4,7 @@
   (see ``videoqa_pipeline_tests/pipeline/conftest.py`` for why).
 * ``harness``: a :class:`~videoqa_pipeline_tests.reliability.job_harness.JobHarness` on a fresh
   database of the embedded PostgreSQL the job tests use; a module changes its settings by
-  overriding ``harness_overrides``.
+  overriding ``harness_overrides`` (and ``harness_database_url``, e.g. to add a password).
 
 The embedded server and its home come from ``videoqa_pipeline_tests/jobs/conftest.py``.
 """
@@ -41,14 +41,20 @@ def harness_overrides() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def harness_database_url(embedded_admin_url: str) -> str:  # noqa: F811 - the fixture imported above
+    """``DATABASE_URL`` of this module's harness: a fresh database on the embedded server."""
+    return as_url(create_scratch_database(embedded_admin_url))
+
+
+@pytest.fixture(scope="module")
 def harness(
     reliability_home: Path,
-    embedded_admin_url: str,  # noqa: F811 - the fixture imported above
-    jobs_home: Path,  # noqa: F811
+    harness_database_url: str,
+    jobs_home: Path,  # noqa: F811 - the fixture imported above
     harness_overrides: dict[str, str],
 ) -> Iterator[JobHarness]:
     """A deployment with its own database, blob dir and Dagster instance, for one test module."""
-    url = as_url(create_scratch_database(embedded_admin_url))
+    url = harness_database_url
     database = Database(DatabaseSettings(url=url, home=jobs_home, pool_size=3, timeout_seconds=10))
     database.ensure_schema()
     with dg.instance_for_test() as instance:
