@@ -6,7 +6,8 @@
   database of the embedded PostgreSQL the job tests use; a module changes its settings by
   overriding ``harness_overrides`` (and ``harness_database_url``, e.g. to add a password).
 
-The embedded server and its home come from ``videoqa_pipeline_tests/jobs/conftest.py``.
+The embedded server and its home come from ``videoqa_pipeline_tests/jobs/conftest.py``; the S3/SQS
+server (``moto_endpoint``, one for the whole suite) from ``videoqa_pipeline_tests/aws/conftest.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dagster as dg
 import pytest
 
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
+from videoqa_pipeline_tests.aws.conftest import moto_endpoint  # noqa: F401 - fixture
 from videoqa_pipeline_tests.jobs.conftest import embedded_admin_url, jobs_home  # noqa: F401 - fixtures
 from videoqa_pipeline_tests.reliability.fault_support import as_url
 from videoqa_pipeline_tests.reliability.job_harness import JobHarness, harness_env

@@ -27,14 +27,13 @@ from urllib.parse import quote
 
 import pytest
 
-from videoqa_pipeline import media
+from videoqa_pipeline import aws, media
+from videoqa_pipeline.fetch import file_sha256
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.storage.tables import read_partition
-from videoqa_pipeline_tests.aws.conftest import moto_endpoint  # noqa: F401 - fixture
 from videoqa_pipeline_tests.media.conftest import (  # noqa: F401 - fixtures and helpers
     bad_inputs,
-    ffmpeg,
     lavfi_video,
     media_dir,
     rotated_video,
@@ -175,7 +174,7 @@ def test_odd_but_valid_videos_succeed(harness: JobHarness, odd_inputs: dict[str,
     assert rows["source_video"] == rows["normalized_video"] == 1, rows
     assert rows["scenes"] >= 1 and 1 <= rows["keyframes"] <= rows["scenes"], rows
     video = read_partition(harness.database, TABLES["source_video"], job.video_id).iloc[0]
-    assert video["source_uri"] == str(source) and video["sha256"] == _sha256(source)
+    assert video["source_uri"] == str(source) and video["sha256"] == file_sha256(source)
     normalized = read_partition(harness.database, TABLES["normalized_video"], job.video_id).iloc[0]
     assert normalized["height"] <= 720 and normalized["height"] <= max(video["height"], video["width"])
     if case == "vfr_rotated":
@@ -200,7 +199,7 @@ def test_non_ascii_names_work_as_file_uris_and_urls(
         assert outcome.job.status == "succeeded", (uri, outcome.job.error)
         assert outcome.job.video_id and outcome.job.video_id.startswith("caf-del-mar"), outcome.job.video_id
         video = read_partition(harness.database, TABLES["source_video"], outcome.job.video_id).iloc[0]
-        assert video["source_uri"] == uri and video["sha256"] == _sha256(source)
+        assert video["source_uri"] == uri and video["sha256"] == file_sha256(source)
 
 
 def test_a_url_that_404s_fails_once(harness: JobHarness, media_server: str) -> None:
@@ -225,19 +224,32 @@ def test_a_url_that_times_out_is_retried_up_to_the_bound_then_fails(
     assert set(harness.rows("http-slow").values()) == {0}
 
 
-def test_a_missing_s3_key_fails_once(harness: JobHarness, moto_endpoint: str) -> None:
-    from videoqa_pipeline import aws
+@pytest.fixture(scope="module")
+def uploads_bucket(moto_endpoint: str) -> str:
+    s3 = aws.client("s3", aws.AwsConfig(region="us-east-1", endpoint_url=moto_endpoint))
+    s3.create_bucket(Bucket="uploads")
+    return "uploads"
 
-    aws.client("s3", aws.AwsConfig(region="us-east-1", endpoint_url=moto_endpoint)).create_bucket(
-        Bucket="uploads"
+
+def test_a_missing_s3_key_fails_once(harness: JobHarness, uploads_bucket: str) -> None:
+    outcome = harness.run_job(
+        harness.submit(f"s3://{uploads_bucket}/talks/missing.mp4", video_id="s3-missing")
     )
-    outcome = harness.run_job(harness.submit("s3://uploads/talks/missing.mp4", video_id="s3-missing"))
     _assert_failed_once(outcome, harness, step="source_video", pattern="missing.mp4")
     assert "404" in (outcome.job.error or "") or "not found" in (outcome.job.error or "").lower()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def test_an_s3_key_with_spaces_and_non_ascii_letters_is_read(
+    harness: JobHarness, uploads_bucket: str, moto_endpoint: str, odd_inputs: dict[str, Path]
+) -> None:
+    key = f"talks/{UNICODE_NAME}"
+    s3 = aws.client("s3", aws.AwsConfig(region="us-east-1", endpoint_url=moto_endpoint))
+    s3.upload_file(str(odd_inputs["unicode_name"]), uploads_bucket, key)
+    outcome = harness.run_job(harness.submit(f"s3://{uploads_bucket}/{key}"))
+    assert outcome.job.status == "succeeded", outcome.job.error
+    assert outcome.job.video_id is not None
+    video = read_partition(harness.database, TABLES["source_video"], outcome.job.video_id).iloc[0]
+    assert video["sha256"] == file_sha256(odd_inputs["unicode_name"])
 
 
 def test_a_source_replaced_while_it_is_read_is_read_again(
@@ -273,7 +285,9 @@ def test_a_source_replaced_while_it_is_read_is_read_again(
     assert outcome.step_retries == [1], "the first read noticed the change and was retried"
     video = read_partition(harness.database, TABLES["source_video"], "changed-while-read").iloc[0]
     stored = harness.blob_store.get_bytes(str(video["blob_key"]))
-    assert video["sha256"] == hashlib.sha256(stored).hexdigest() == _sha256(second), "hash of what is stored"
+    assert video["sha256"] == hashlib.sha256(stored).hexdigest() == file_sha256(second), (
+        "hash of what is stored"
+    )
     assert video["duration_seconds"] == pytest.approx(3.0, abs=0.2), "probe facts of the stored version"
     normalized = read_partition(harness.database, TABLES["normalized_video"], "changed-while-read").iloc[0]
     assert normalized["duration_seconds"] == pytest.approx(3.0, abs=0.2)
@@ -287,7 +301,7 @@ def test_a_source_changed_during_normalize_does_not_matter(
     """Later stages read the stored original, never the source again."""
     live = media_dir / "rewritten.mp4"
     lavfi_video(live, *X264, audio=False, source="testsrc2=s=160x120:r=25:d=2")
-    original_sha = _sha256(live)
+    original_sha = file_sha256(live)
     real_normalize = media.normalize
 
     def truncate_then_normalize(*args: Any, **kwargs: Any) -> Any:

@@ -6,8 +6,6 @@ what the deployment did: the readable refusal, the ledger, the tables, the blob 
 Webhook signature bypasses are covered in ``videoqa_pipeline_tests/service``.
 """
 
-# ruff: noqa: F811 - fixtures imported from other test packages are redefined as parameters
-
 from __future__ import annotations
 
 import ast
@@ -29,13 +27,15 @@ from click.testing import CliRunner
 from videoqa_pipeline import aws, media
 from videoqa_pipeline.cli import main as cli_main
 from videoqa_pipeline.fetch import SourcePolicy, SourceUnavailableError, fetched_source
+from videoqa_pipeline.partitions import validate_video_id
 from videoqa_pipeline.service.app import create_app
+from videoqa_pipeline.service.health import PROBE_PREFIX
 from videoqa_pipeline.sources.inbox_sensor import take_in
 from videoqa_pipeline.sources.sqs_sensor import drain_queue
 from videoqa_pipeline.storage import ledger
+from videoqa_pipeline.storage.blobs import TEMPORARY_PREFIX
 from videoqa_pipeline.storage.schema import JOBS_TABLE
 from videoqa_pipeline_tests.ai.openai_test_server import OpenAITestServer
-from videoqa_pipeline_tests.aws.conftest import moto_endpoint  # noqa: F401 - fixture
 from videoqa_pipeline_tests.reliability.job_harness import JobHarness, process_env
 from videoqa_pipeline_tests.service.conftest import serve
 from videoqa_pipeline_tests.service.test_intake import post
@@ -498,13 +498,13 @@ def test_nul_characters_are_refused_not_a_server_error(
     assert latest.status == "failed" and "NUL" in (latest.error or ""), latest
 
 
-#: Interpolations into SQL text that are numbers, not text values, each with its reason.
+#: Interpolations into SQL text that the rules below cannot prove harmless, each with its reason.
 ALLOWED_INTERPOLATIONS = {
-    "milliseconds": "database: int() of a setting",
-    "dimension": "migrations: an int from HNSW_INDEXED_DIMENSIONS",
-    "hnsw_index_name(dimension)": "migrations: an index name built from an int",
-    "max(40, min(1000, limit * 2))": "search: an int clamp",
+    "dimension": "migrations: a loop over the int constants HNSW_INDEXED_DIMENSIONS",
+    "hnsw_index_name(dimension)": "migrations: an index name built from one of those ints",
 }
+#: Calls whose result is a number: nothing to inject.
+NUMERIC_BUILTINS = {"int", "float", "len", "round", "max", "min"}
 
 
 def _assigned(name: str, scope: ast.AST) -> list[ast.expr]:
@@ -534,6 +534,18 @@ def _interpolations(node: ast.expr, scope: ast.AST) -> list[ast.expr]:
     return []
 
 
+def _numeric_functions(scope: ast.AST) -> set[str]:
+    """Functions of the module holding ``scope`` annotated to return ``int`` or ``float``."""
+    module = getattr(scope, "module_tree", None)
+    return {
+        node.name
+        for node in ast.walk(module or scope)
+        if isinstance(node, ast.FunctionDef)
+        and isinstance(node.returns, ast.Name)
+        and node.returns.id in ("int", "float")
+    }
+
+
 def _is_constant(expr: ast.expr, scope: ast.AST) -> bool:
     """Module constants (``JOBS_TABLE``, ``KEYFRAMES.name``), integers, and local names that only
     ever hold literal SQL (``where = "WHERE status = %s" if status else ""``): not values."""
@@ -543,6 +555,8 @@ def _is_constant(expr: ast.expr, scope: ast.AST) -> bool:
         return _is_constant(expr.body, scope) and _is_constant(expr.orelse, scope)
     if isinstance(expr, ast.BinOp):
         return _is_constant(expr.left, scope) and _is_constant(expr.right, scope)
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        return expr.func.id in NUMERIC_BUILTINS or expr.func.id in _numeric_functions(scope)
     root = expr
     while isinstance(root, ast.Attribute):
         root = root.value
@@ -561,6 +575,7 @@ def test_sql_text_is_never_built_from_values() -> None:
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for function in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
+            function.module_tree = tree  # type: ignore[attr-defined]  # for _numeric_functions
             for call in ast.walk(function):
                 if not (
                     isinstance(call, ast.Call)
@@ -577,3 +592,26 @@ def test_sql_text_is_never_built_from_values() -> None:
         "SQL text built from values (use %s parameters, or psycopg.sql.Identifier for names):\n"
         + "\n".join(offences)
     )
+
+
+def test_nothing_was_written_outside_the_blob_root_and_the_inbox(
+    harness: JobHarness, reliability_home: Path
+) -> None:
+    """After every case of this module: only video folders with safe IDs in the blob root, no
+    temporary or partial blobs, and nothing else in the deployment's home."""
+    settings = harness.settings
+    strays = [
+        path
+        for path in reliability_home.rglob("*")
+        if path.is_file()
+        and not (path.is_relative_to(settings.blob_root) or path.is_relative_to(settings.inbox))
+    ]
+    assert not strays, strays
+    settings.blob_root.mkdir(parents=True, exist_ok=True)  # absent when this test runs alone
+    for folder in settings.blob_root.iterdir():
+        if folder.name == PROBE_PREFIX:  # the readiness check writes and deletes a probe blob here
+            assert not [path for path in folder.rglob("*") if path.is_file()], "the probe is deleted"
+            continue
+        assert validate_video_id(folder.name) and folder.is_dir(), folder
+    leftovers = [path for path in settings.blob_root.rglob("*") if path.name.startswith(TEMPORARY_PREFIX)]
+    assert not leftovers, leftovers
