@@ -615,3 +615,26 @@ def test_nothing_was_written_outside_the_blob_root_and_the_inbox(
         assert validate_video_id(folder.name) and folder.is_dir(), folder
     leftovers = [path for path in settings.blob_root.rglob("*") if path.name.startswith(TEMPORARY_PREFIX)]
     assert not leftovers, leftovers
+
+
+def test_source_policy_settings_are_validated_and_shown(tmp_path: Path) -> None:
+    from videoqa_pipeline.settings import Settings
+
+    broken = Settings.from_env(
+        {
+            "VIDEOQA_ALLOWED_LOCAL_ROOTS": f"{tmp_path}{os.pathsep}relative/dir",
+            "VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES": "sometimes",
+            "VIDEOQA_FETCH_TIMEOUT": "0",
+        }
+    ).problems()
+    assert any("VIDEOQA_ALLOWED_LOCAL_ROOTS" in p and "relative/dir" in p for p in broken), broken
+    assert any("VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES" in p for p in broken), broken
+    assert any("VIDEOQA_FETCH_TIMEOUT" in p for p in broken), broken
+    default = Settings.from_env({"VIDEOQA_HOME": str(tmp_path)})
+    assert default.source_policy == SourcePolicy((tmp_path / "inbox",), False, 60.0)
+    shown = default.describe()
+    assert shown["VIDEOQA_ALLOWED_LOCAL_ROOTS"] == str(tmp_path / "inbox")
+    assert shown["VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES"] == "False"
+    assert (
+        Settings.from_env({"VIDEOQA_ALLOWED_LOCAL_ROOTS": os.pathsep}).source_policy.allowed_local_roots == ()
+    )
