@@ -67,6 +67,17 @@ def test_text_only_search_finds_exact_on_screen_words(searcher: Searcher, corpus
     assert hybrid.moments[0].video_id == corpus.video_ids["space"] and hybrid.moments[0].start == 5.0
 
 
+def test_text_hits_get_the_same_similarity_as_vector_hits(searcher: Searcher, corpus: Corpus) -> None:
+    # The full-text query runs before the query vector exists; similarities are added by key.
+    text = searcher.search("invoice 4471 total", k=3, mode="text")
+    text_hits = [hit for moment in text.moments for hit in moment.hits]
+    assert text_hits and all(hit.similarity is not None for hit in text_hits)
+    everything = searcher.search("invoice 4471 total", k=100, mode="vector")
+    by_key = {hit.key: hit.similarity for moment in everything.moments for hit in moment.hits}
+    for hit in text_hits:
+        assert hit.similarity == pytest.approx(by_key[hit.key], abs=1e-4)
+
+
 def test_vector_only_search_ignores_full_text(searcher: Searcher, corpus: Corpus) -> None:
     result = searcher.search("Where did the Mars vehicle touch down?", k=2, mode="vector")
     assert result.text_candidates == 0
@@ -133,6 +144,7 @@ def test_parquet_layout_is_searched_like_the_database(tmp_path, embedder: Embedd
     assert best.keyframe == f"{corpus.video_ids['space']}/keyframes/scene-0000.jpg"
     text = searcher.search("invoice 4471", k=1, mode="text").moments[0]
     assert text.video_id == corpus.video_ids["space"] and text.start == 5.0
+    assert text.similarity is not None and text.similarity > 0
     only = searcher.search("ferry", k=5, filters=SearchFilters(video_ids=(corpus.video_ids["kitchen"],)))
     assert {m.video_id for m in only.moments} == {corpus.video_ids["kitchen"]}
     assert (
