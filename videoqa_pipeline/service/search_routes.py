@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from videoqa_pipeline.ai.config import AIConfig
 from videoqa_pipeline.ai.errors import AIProviderError
@@ -213,23 +213,29 @@ def _media_response(store: BlobStore, key: str, request: Request) -> Response:
         if not path.is_file():
             raise BlobNotFoundError(f"blob {key!r} does not exist")
         return FileResponse(path)  # answers Range requests with 206
-    # Other stores: read the blob and slice the range (keyframes are small; videos are read whole).
-    data = store.get_bytes(key)
+    # Other stores: stream the requested range from the store (one ranged GET on S3), so a
+    # player seeking in a long video never makes the service hold it in memory.
+    size = store.size(key)
     media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     headers = {"accept-ranges": "bytes"}
+    first, last, status = 0, size - 1, 200
     match = _RANGE.match(request.headers.get("range", "").strip())
     if match and (match.group(1) or match.group(2)):
-        size = len(data)
         if match.group(1):
             first = int(match.group(1))
             last = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
         else:
-            first, last = max(0, size - int(match.group(2))), size - 1
+            first = max(0, size - int(match.group(2)))
         if first >= size or first > last:
             return Response(status_code=416, headers={"content-range": f"bytes */{size}"})
         headers["content-range"] = f"bytes {first}-{last}/{size}"
-        return Response(data[first : last + 1], status_code=206, media_type=media_type, headers=headers)
-    return Response(data, media_type=media_type, headers=headers)
+        status = 206
+    headers["content-length"] = str(last - first + 1 if size else 0)
+    if size == 0:
+        return Response(b"", media_type=media_type, headers=headers)
+    return StreamingResponse(
+        store.iter_bytes(key, first, last), status_code=status, media_type=media_type, headers=headers
+    )
 
 
 def build_search_handlers(service: SearchService) -> dict[str, Any]:

@@ -33,6 +33,9 @@ COPY_BUFFER_BYTES = 1024 * 1024
 #: Prefix of in-flight temporary files; keys may not use it, listings skip it.
 TEMPORARY_PREFIX = ".videoqa-partial-"
 
+#: Chunk size of :meth:`BlobStore.iter_bytes`: large enough for throughput, small enough to stream.
+STREAM_CHUNK_BYTES = 1024 * 1024
+
 
 def _copy_stream(reader: BinaryIO, writer: BinaryIO) -> None:
     """Copy ``reader`` to ``writer`` with bounded memory.
@@ -142,6 +145,14 @@ class BlobStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes:
         """Return the whole blob (for small blobs: thumbnails, JSON); raises BlobNotFoundError."""
+        ...
+
+    def iter_bytes(self, key: str, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+        """Stream bytes ``first`` to ``last`` (inclusive; None: to the end) in bounded chunks.
+
+        For serving ranges of large blobs (a video player's seeks) without holding them in memory.
+        Raises BlobNotFoundError (when iteration starts).
+        """
         ...
 
     def local_path(self, key: str) -> AbstractContextManager[Path]:
@@ -281,6 +292,26 @@ class LocalBlobStore:
             BlobNotFoundError: nothing is stored under ``key``.
         """
         return self._existing(key).read_bytes()
+
+    def iter_bytes(self, key: str, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+        """Stream a byte range of the blob's file in chunks of :data:`STREAM_CHUNK_BYTES`.
+
+        Raises:
+            BlobNotFoundError: nothing is stored under ``key``.
+        """
+        path = self._existing(key)
+        with path.open("rb") as file:
+            file.seek(first)
+            remaining = None if last is None else max(0, last - first + 1)
+            while remaining is None or remaining > 0:
+                chunk = file.read(
+                    STREAM_CHUNK_BYTES if remaining is None else min(STREAM_CHUNK_BYTES, remaining)
+                )
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:

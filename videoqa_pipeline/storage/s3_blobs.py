@@ -24,7 +24,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from videoqa_pipeline import aws
-from videoqa_pipeline.storage.blobs import validate_key
+from videoqa_pipeline.storage.blobs import STREAM_CHUNK_BYTES, validate_key
 from videoqa_pipeline.storage.errors import BlobNotFoundError, InvalidBlobKeyError, StorageError
 
 logger = logging.getLogger(__name__)
@@ -190,6 +190,28 @@ class S3BlobStore:
             body = response["Body"]
             try:
                 return bytes(body.read())
+            finally:
+                body.close()
+        except ClientError as error:
+            if aws.error_code(error) in _NOT_FOUND_CODES:
+                raise self._not_found(key) from error
+            raise self._error("get", key, error) from error
+        except BotoCoreError as error:
+            raise self._error("get", key, error) from error
+
+    def iter_bytes(self, key: str, first: int = 0, last: int | None = None) -> Iterator[bytes]:
+        """Stream a byte range with one ranged GET, in chunks of ``STREAM_CHUNK_BYTES``.
+
+        Raises:
+            BlobNotFoundError: nothing is stored under ``key``.
+            S3StorageError: S3 refused or failed the read.
+        """
+        byte_range = f"bytes={first}-" if last is None else f"bytes={first}-{last}"
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key), Range=byte_range)
+            body = response["Body"]
+            try:
+                yield from body.iter_chunks(STREAM_CHUNK_BYTES)
             finally:
                 body.close()
         except ClientError as error:

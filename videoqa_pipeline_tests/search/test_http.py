@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,11 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from videoqa_pipeline import media
+from videoqa_pipeline import aws, media
 from videoqa_pipeline.service.app import ServiceOptions, create_app
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.storage.blobs import LocalBlobStore
+from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore
 from videoqa_pipeline.storage.database import Database
+from videoqa_pipeline.storage.s3_blobs import S3BlobStore
+from videoqa_pipeline_tests.aws.conftest import moto_endpoint  # noqa: F401 - fixture
 from videoqa_pipeline_tests.search.corpus import FACTS, SCENE_SECONDS, Corpus
 from videoqa_pipeline_tests.service.conftest import serve
 
@@ -60,6 +64,32 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     return sample.path, frames
 
 
+@contextlib.contextmanager
+def _service_with_media(
+    database: Database,
+    corpus: Corpus,
+    clip: tuple[Path, list[Path]],
+    store: BlobStore,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """The service (operations routes, search included) on uvicorn, the clip's media in ``store``."""
+    monkeypatch.setenv("VIDEOQA_AI_PROVIDER", "local")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("VIDEOQA_ASK_PROVIDER", raising=False)
+    video, frames = clip
+    for video_id in corpus.video_ids.values():
+        store.put_file(f"{video_id}/normalized/video.mp4", video)
+        for scene, frame in enumerate(frames):
+            store.put_file(f"{video_id}/keyframes/scene-{scene:04d}.jpg", frame)
+    settings = Settings.from_env(
+        {"VIDEOQA_HOME": str(home), "WORKER_DEV_HTTP": "true", "LOG_LEVEL": "WARNING"}
+    )
+    app = create_app(settings, ServiceOptions(routes=("operations",)), database=database, blob_store=store)
+    with serve(app) as url:
+        yield url
+
+
 @pytest.fixture()
 def base_url(
     database: Database,
@@ -68,21 +98,28 @@ def base_url(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:
-    """The service (operations routes, search included) on uvicorn, media in a local blob store."""
-    monkeypatch.setenv("VIDEOQA_AI_PROVIDER", "local")
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("VIDEOQA_ASK_PROVIDER", raising=False)
+    """The service with media in a local blob store."""
     store = LocalBlobStore(tmp_path / "blobs")
-    video, frames = clip
-    for video_id in corpus.video_ids.values():
-        store.put_file(f"{video_id}/normalized/video.mp4", video)
-        for scene, frame in enumerate(frames):
-            store.put_file(f"{video_id}/keyframes/scene-{scene:04d}.jpg", frame)
-    settings = Settings.from_env(
-        {"VIDEOQA_HOME": str(tmp_path), "WORKER_DEV_HTTP": "true", "LOG_LEVEL": "WARNING"}
-    )
-    app = create_app(settings, ServiceOptions(routes=("operations",)), database=database, blob_store=store)
-    with serve(app) as url:
+    with _service_with_media(database, corpus, clip, store, tmp_path, monkeypatch) as url:
+        yield url
+
+
+@pytest.fixture()
+def s3_base_url(
+    database: Database,
+    corpus: Corpus,
+    clip: tuple[Path, list[Path]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Iterator[str]:
+    """The service with media on S3 (a moto server over HTTP)."""
+    endpoint = request.getfixturevalue("moto_endpoint")
+    config = aws.AwsConfig(region="us-east-1", endpoint_url=endpoint, max_attempts=2)
+    bucket = f"videoqa-media-{uuid.uuid4().hex[:12]}"
+    aws.client("s3", config).create_bucket(Bucket=bucket)
+    store = S3BlobStore(bucket, config=config)
+    with _service_with_media(database, corpus, clip, store, tmp_path, monkeypatch) as url:
         yield url
 
 
@@ -152,20 +189,29 @@ def test_ask_endpoint_answers_with_citations(base_url: str, corpus: Corpus) -> N
     assert httpx.post(f"{base_url}/ask", json={"question": 3}, timeout=10).status_code == 400
 
 
+@pytest.mark.parametrize("store", ["local", "s3"])
 def test_media_serves_keyframes_and_video_ranges_only(
-    base_url: str, corpus: Corpus, clip: tuple[Path, list[Path]]
+    request: pytest.FixtureRequest, store: str, corpus: Corpus, clip: tuple[Path, list[Path]]
 ) -> None:
+    base_url = request.getfixturevalue("base_url" if store == "local" else "s3_base_url")
     harbor = corpus.video_ids["harbor"]
     video, frames = clip
+    size = video.stat().st_size
     picture = httpx.get(f"{base_url}/media/{harbor}/keyframes/scene-0001.jpg", timeout=10)
     assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
     assert picture.content == frames[1].read_bytes()
-    part = httpx.get(
-        f"{base_url}/media/{harbor}/normalized/video.mp4", headers={"Range": "bytes=100-199"}, timeout=10
-    )
+    video_url = f"{base_url}/media/{harbor}/normalized/video.mp4"
+    part = httpx.get(video_url, headers={"Range": "bytes=100-199"}, timeout=10)
     assert part.status_code == 206
-    assert part.headers["content-range"] == f"bytes 100-199/{video.stat().st_size}"
+    assert part.headers["content-range"] == f"bytes 100-199/{size}"
     assert part.content == video.read_bytes()[100:200]
+    tail = httpx.get(video_url, headers={"Range": "bytes=-50"}, timeout=10)
+    assert tail.status_code == 206 and tail.content == video.read_bytes()[-50:]
+    open_ended = httpx.get(video_url, headers={"Range": f"bytes={size - 10}-"}, timeout=10)
+    assert open_ended.status_code == 206 and open_ended.content == video.read_bytes()[-10:]
+    assert httpx.get(video_url, headers={"Range": f"bytes={size}-"}, timeout=10).status_code == 416
+    whole = httpx.get(video_url, timeout=10)
+    assert whole.status_code == 200 and whole.content == video.read_bytes()
     assert httpx.get(f"{base_url}/media/{harbor}/source/original.mp4", timeout=10).status_code == 404
     assert httpx.get(f"{base_url}/media/{harbor}/keyframes/none.jpg", timeout=10).status_code == 404
     assert httpx.get(f"{base_url}/media/{harbor}/keyframes/..%2F..%2Fsecret", timeout=10).status_code in (
