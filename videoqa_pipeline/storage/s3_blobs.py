@@ -184,20 +184,7 @@ class S3BlobStore:
             BlobNotFoundError: nothing is stored under ``key``.
             S3StorageError: S3 refused or failed the read.
         """
-        object_key = self.object_key(key)
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=object_key)
-            body = response["Body"]
-            try:
-                return bytes(body.read())
-            finally:
-                body.close()
-        except ClientError as error:
-            if aws.error_code(error) in _NOT_FOUND_CODES:
-                raise self._not_found(key) from error
-            raise self._error("get", key, error) from error
-        except BotoCoreError as error:
-            raise self._error("get", key, error) from error
+        return b"".join(self._read(key))
 
     def iter_bytes(self, key: str, first: int = 0, last: int | None = None) -> Iterator[bytes]:
         """Stream a byte range with one ranged GET, in chunks of ``STREAM_CHUNK_BYTES``.
@@ -206,20 +193,29 @@ class S3BlobStore:
             BlobNotFoundError: nothing is stored under ``key``.
             S3StorageError: S3 refused or failed the read.
         """
-        byte_range = f"bytes={first}-" if last is None else f"bytes={first}-{last}"
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key), Range=byte_range)
+        return self._read(key, f"bytes={first}-" if last is None else f"bytes={first}-{last}")
+
+    def _read(self, key: str, byte_range: str | None = None) -> Iterator[bytes]:
+        extra = {"Range": byte_range} if byte_range else {}
+        with self._reported("get", key):
+            response = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key), **extra)
             body = response["Body"]
             try:
                 yield from body.iter_chunks(STREAM_CHUNK_BYTES)
             finally:
                 body.close()
+
+    @contextmanager
+    def _reported(self, operation: str, key: str) -> Iterator[None]:
+        """Turn boto errors into BlobNotFoundError or a readable S3StorageError."""
+        try:
+            yield
         except ClientError as error:
             if aws.error_code(error) in _NOT_FOUND_CODES:
                 raise self._not_found(key) from error
-            raise self._error("get", key, error) from error
+            raise self._error(operation, key, error) from error
         except BotoCoreError as error:
-            raise self._error("get", key, error) from error
+            raise self._error(operation, key, error) from error
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
@@ -233,14 +229,8 @@ class S3BlobStore:
         suffix = Path(key).suffix[:10]
         with tempfile.TemporaryDirectory(prefix="videoqa-s3-") as directory:
             target = Path(directory) / f"blob{suffix}"
-            try:
+            with self._reported("download", key):
                 self.client.download_file(self.bucket, object_key, str(target), Config=transfer_config())
-            except ClientError as error:
-                if aws.error_code(error) in _NOT_FOUND_CODES:
-                    raise self._not_found(key) from error
-                raise self._error("download", key, error) from error
-            except BotoCoreError as error:
-                raise self._error("download", key, error) from error
             yield target
 
     def _head(self, key: str) -> dict[str, Any] | None:
