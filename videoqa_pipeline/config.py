@@ -9,10 +9,16 @@ built, which happens before the first step does any work.
 from __future__ import annotations
 
 import dagster as dg
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from videoqa_pipeline.media.normalize import DEFAULT_PRESET, X264_PRESETS
 from videoqa_pipeline.settings import SCENE_DETECTORS, Settings
+
+#: The allowed values of the text options that are choices.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "scene_detector": SCENE_DETECTORS,
+    "normalize_preset": X264_PRESETS,
+}
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -53,22 +59,12 @@ class PipelineConfig(dg.ConfigurableResource):
         default=None, description="Spoken language code (e.g. en); unset detects it."
     )
 
-    @field_validator("scene_detector")
+    @field_validator("scene_detector", "normalize_preset")
     @classmethod
-    def _known_detector(cls, value: str) -> str:
-        if value not in SCENE_DETECTORS:
-            raise ValueError(
-                f"scene_detector={value!r} is unknown: expected one of {', '.join(SCENE_DETECTORS)}"
-            )
-        return value
-
-    @field_validator("normalize_preset")
-    @classmethod
-    def _known_preset(cls, value: str) -> str:
-        if value not in X264_PRESETS:
-            raise ValueError(
-                f"normalize_preset={value!r} is unknown: expected one of {', '.join(X264_PRESETS)}"
-            )
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        choices = _CHOICES[str(info.field_name)]
+        if value not in choices:
+            raise ValueError(f"{info.field_name}={value!r} is unknown: expected one of {', '.join(choices)}")
         return value
 
     @classmethod
