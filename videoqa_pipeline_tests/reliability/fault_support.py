@@ -13,9 +13,10 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -23,9 +24,11 @@ from urllib.parse import quote, urlencode
 
 import psutil
 import psycopg
+import pytest
 from psycopg import sql
 
 from videoqa_pipeline.storage.database import Database
+from videoqa_pipeline.storage.embedded import release_embedded_database
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline_tests.ai.openai_test_server import (
     OpenAITestServer,
@@ -244,3 +247,13 @@ class RestartableMoto:
         thread = threading.Thread(target=come_back, name="moto-outage", daemon=True)
         thread.start()
         return thread
+
+
+@pytest.fixture()
+def daemon_homes() -> Iterator[tuple[Path, Path]]:
+    """``(DAGSTER_HOME, VIDEOQA_HOME)`` for one ``dagster dev``, removed afterwards (embedded server first)."""
+    root = Path(tempfile.mkdtemp(prefix="videoqa-reliability-daemon-"))
+    root.chmod(0o755)
+    yield root / "dagster", root / "videoqa"
+    release_embedded_database(root / "videoqa")
+    shutil.rmtree(root, ignore_errors=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from videoqa_pipeline_tests.jobs.conftest import (  # noqa: F401 - fixtures
     jobs_home,
 )
 from videoqa_pipeline_tests.jobs.test_runs import _run_job
+from videoqa_pipeline_tests.pipeline.dagster_dev_server import free_port
 from videoqa_pipeline_tests.reliability.fault_support import RestartableMoto, as_url, database_rows
 
 pytest.importorskip("moto.server", reason="moto[server] is not installed")
@@ -47,15 +47,9 @@ OUTAGE_SECONDS = 4.0
 RETRY_LOGGER = "botocore.retries.standard"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture()
 def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[RestartableMoto]:
-    server = RestartableMoto(_free_port())
+    server = RestartableMoto(free_port())
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -14,9 +14,6 @@ Long (a 1080p clip is transcoded, twice): marked ``reliability``.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -25,7 +22,6 @@ import pytest
 from videoqa_pipeline import media
 from videoqa_pipeline.sources.run_ledger import JOB_ATTEMPT_TAG
 from videoqa_pipeline.storage.blobs import TEMPORARY_PREFIX
-from videoqa_pipeline.storage.embedded import release_embedded_database
 from videoqa_pipeline_tests.jobs.daemon import (
     producer,
     runs_per_job,
@@ -33,7 +29,12 @@ from videoqa_pipeline_tests.jobs.daemon import (
     wait_for_table,
     wait_until_final,
 )
-from videoqa_pipeline_tests.reliability.fault_support import rows_per_table, run_workers, wait_for
+from videoqa_pipeline_tests.reliability.fault_support import (  # noqa: F401 - fixture
+    daemon_homes,
+    rows_per_table,
+    run_workers,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -41,19 +42,10 @@ VIDEO_ID = "killed-worker"
 SCENES = (12.0, 12.0, 12.0, 12.0)
 
 
-@pytest.fixture()
-def homes() -> Iterator[tuple[Path, Path]]:
-    root = Path(tempfile.mkdtemp(prefix="videoqa-worker-kill-"))
-    root.chmod(0o755)
-    yield root / "dagster", root / "videoqa"
-    release_embedded_database(root / "videoqa")
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def test_a_killed_run_worker_fails_its_run_and_the_next_attempt_succeeds(
-    homes: tuple[Path, Path],
+    daemon_homes: tuple[Path, Path],  # noqa: F811 - the fixture imported above
 ) -> None:
-    dagster_home, videoqa_home = homes
+    dagster_home, videoqa_home = daemon_homes
     # 1080p, so normalizing transcodes to 720p for several seconds: a step to be killed in.
     clip = media.make_sample_video(
         dagster_home.parent / "long.mp4",

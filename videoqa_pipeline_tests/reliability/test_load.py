@@ -18,11 +18,9 @@ import json
 import os
 import shutil
 import statistics
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -31,7 +29,6 @@ import pytest
 
 from videoqa_pipeline import media
 from videoqa_pipeline.sources.run_ledger import JOB_ATTEMPT_TAG
-from videoqa_pipeline.storage.embedded import release_embedded_database
 from videoqa_pipeline_tests.jobs.daemon import (
     producer,
     runs_per_job,
@@ -40,22 +37,17 @@ from videoqa_pipeline_tests.jobs.daemon import (
     wait_until_final,
 )
 from videoqa_pipeline_tests.pipeline.dagster_dev_server import REPO_ROOT, DagsterDev
-from videoqa_pipeline_tests.reliability.fault_support import rows_per_table, run_workers
+from videoqa_pipeline_tests.reliability.fault_support import (  # noqa: F401 - fixture
+    daemon_homes,
+    rows_per_table,
+    run_workers,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 VIDEOS = int(os.environ.get("VIDEOQA_LOAD_VIDEOS", "100"))
 LOAD_TIMEOUT = 60 + 20 * VIDEOS
 ARTIFACT = REPO_ROOT / "test-artifacts" / "reliability-load.json"
-
-
-@pytest.fixture()
-def homes() -> Iterator[tuple[Path, Path]]:
-    root = Path(tempfile.mkdtemp(prefix="videoqa-load-"))
-    root.chmod(0o755)
-    yield root / "dagster", root / "videoqa"
-    release_embedded_database(root / "videoqa")
-    shutil.rmtree(root, ignore_errors=True)
 
 
 class WorkerMemory:
@@ -90,8 +82,10 @@ class WorkerMemory:
             self._stop.wait(self.interval)
 
 
-def test_a_burst_of_videos_all_succeed_once_with_bounded_memory(homes: tuple[Path, Path]) -> None:
-    dagster_home, videoqa_home = homes
+def test_a_burst_of_videos_all_succeed_once_with_bounded_memory(
+    daemon_homes: tuple[Path, Path],  # noqa: F811 - the fixture imported above
+) -> None:
+    dagster_home, videoqa_home = daemon_homes
     clips = dagster_home.parent / "clips"
     clips.mkdir(parents=True)
     clip = media.make_sample_video(
