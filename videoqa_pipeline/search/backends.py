@@ -5,7 +5,6 @@ does not care where the pipeline stored its tables:
 
 * ``vector_hits``: nearest items to a query vector (cosine), same model and dimension only;
 * ``text_hits``: items whose text matches the query's terms, best first;
-* ``similarities``: the query vector's cosine to given items (text hits the vectors missed);
 * ``keyframes``: keyframe timestamps and blob keys of some videos;
 * ``video_blob_key``: the normalized video a player should load.
 
@@ -54,18 +53,11 @@ class SearchBackend(Protocol):
         """Up to ``limit`` items nearest to ``vector`` (cosine), best first, ``similarity`` set."""
         ...
 
-    def text_hits(self, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
-        """Up to ``limit`` items matching ``query``'s terms, best first (``similarity`` unset).
-
-        It needs no query vector, so it can run while the query is being embedded.
-        """
-        ...
-
-    def similarities(
-        self, keys: list[tuple[str, int]], vector: np.ndarray, model: str
-    ) -> dict[tuple[str, int], float]:
-        """Cosine of ``vector`` to each stored item of ``keys`` embedded by ``model`` (others are
-        left out: vectors of different models are not comparable)."""
+    def text_hits(
+        self, query: str, filters: SearchFilters, limit: int, vector: np.ndarray | None = None
+    ) -> list[Hit]:
+        """Up to ``limit`` items matching ``query``'s terms, best first; ``similarity`` set when
+        ``vector`` (the query's embedding) has the item's dimension."""
         ...
 
     def keyframes(self, video_ids: list[str]) -> dict[str, list[tuple[float, str]]]:
@@ -211,14 +203,30 @@ class PostgresSearchBackend:
                 )
         return hits
 
-    def text_hits(self, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
+    def text_hits(
+        self, query: str, filters: SearchFilters, limit: int, vector: np.ndarray | None = None
+    ) -> list[Hit]:
         """Items whose ``search_tsv`` matches the query's terms, by ``ts_rank_cd``."""
         expression = tsquery_text(query)
         if expression is None:
             return []
+        vector = None if vector is None else _unit(vector)
         self.database.ensure_schema()
         clauses, params = self._filters(filters)
         where = sql.SQL(" AND ").join([sql.SQL("search_tsv @@ q"), *clauses])
+        # The similarity of each text hit to the query (for "not found" decisions): computed by
+        # pgvector in the query; without it, from the vectors fetched with the rows.
+        similarity: sql.Composable = sql.SQL("NULL::real")
+        similarity_params: list[Any] = []
+        in_sql = vector is not None and self.database.has_pgvector
+        if vector is not None and in_sql:
+            dimension = sql.Literal(int(vector.size))
+            similarity = sql.SQL(
+                "CASE WHEN dimension = {d} THEN 1 - ((embedding::vector({d})) <=> %s::vector({d})) END"
+            ).format(d=dimension)
+            similarity_params = [_vector_literal(vector)]
+        elif vector is not None:
+            similarity = sql.SQL("embedding::real[]")
         # Items must contain several of the query's terms (see text_query.required_matches): one
         # common word ("long", "time") shared with a question is noise that would outvote vectors.
         terms = query_terms(query)[:MAX_TERMS]
@@ -227,15 +235,16 @@ class PostgresSearchBackend:
         )
         statement = sql.SQL(
             """SELECT * FROM (
-                   SELECT video_id, item_index, kind, start_seconds, end_seconds, text,
+                   SELECT video_id, item_index, kind, start_seconds, end_seconds, text, {similarity},
                           {coverage} AS matched, ts_rank_cd(search_tsv, q, 1) AS rank
                    FROM videoqa_embeddings, to_tsquery('simple', %s) AS q
                    WHERE {where}
                ) AS found
                WHERE matched >= %s
                ORDER BY matched DESC, rank DESC, video_id, item_index LIMIT %s"""
-        ).format(coverage=coverage, where=where)
+        ).format(similarity=similarity, coverage=coverage, where=where)
         params = [
+            *similarity_params,
             *(f"{term}:*" for term in terms),
             expression,
             *params,
@@ -248,38 +257,18 @@ class PostgresSearchBackend:
         except psycopg.errors.SyntaxError as error:  # cannot happen with sanitised terms; never fail a search
             logger.warning("full-text query %r rejected: %s", expression, error)
             return []
-        return [Hit(row[0], int(row[1]), row[2], float(row[3]), float(row[4]), row[5]) for row in rows]
-
-    def similarities(
-        self, keys: list[tuple[str, int]], vector: np.ndarray, model: str
-    ) -> dict[tuple[str, int], float]:
-        """Cosine of ``vector`` to the given items: by pgvector, or from their ``real[]`` vectors."""
-        if not keys:
-            return {}
-        query_vector = _unit(vector)
-        dimension = int(query_vector.size)
-        self.database.ensure_schema()
-        wanted = ([key[0] for key in keys], [key[1] for key in keys])
-        join = sql.SQL(
-            """FROM videoqa_embeddings JOIN unnest(%s::text[], %s::int[]) AS wanted(v, i)
-                 ON video_id = v AND item_index = i WHERE dimension = {d} AND model = %s"""
-        ).format(d=sql.Literal(dimension))
-        with self.database.connection() as conn:
-            if self.database.has_pgvector:
-                statement = sql.SQL(
-                    "SELECT video_id, item_index, 1 - ((embedding::vector({d})) <=> %s::vector({d})) {join}"
-                ).format(d=sql.Literal(dimension), join=join)
-                rows = conn.execute(statement, [_vector_literal(query_vector), *wanted, model]).fetchall()
-                return {(row[0], int(row[1])): float(row[2]) for row in rows}
-            rows = conn.execute(
-                sql.SQL("SELECT video_id, item_index, embedding {join}").format(join=join), [*wanted, model]
-            ).fetchall()
-        found: dict[tuple[str, int], float] = {}
-        for video_id, item_index, stored in rows:
-            similarity = _cosine(query_vector, stored)
-            if similarity is not None:
-                found[(video_id, int(item_index))] = similarity
-        return found
+        return [
+            Hit(
+                row[0],
+                int(row[1]),
+                row[2],
+                float(row[3]),
+                float(row[4]),
+                row[5],
+                (None if row[6] is None else float(row[6])) if in_sql else _cosine(vector, row[6]),
+            )
+            for row in rows
+        ]
 
     def keyframes(self, video_ids: list[str]) -> dict[str, list[tuple[float, str]]]:
         """Keyframes of ``video_ids``, sorted by time."""
@@ -383,7 +372,9 @@ class ParquetSearchBackend:
             for i in order
         ]
 
-    def text_hits(self, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
+    def text_hits(
+        self, query: str, filters: SearchFilters, limit: int, vector: np.ndarray | None = None
+    ) -> list[Hit]:
         """Items containing the query's terms, scored by summed IDF."""
         terms = query_terms(query)
         if not terms:
@@ -412,26 +403,10 @@ class ParquetSearchBackend:
                 float(items[p][1].start_seconds),
                 float(items[p][1].end_seconds),
                 items[p][1].text,
+                _cosine(None if vector is None else _unit(vector), items[p][1].embedding),
             )
             for _, _, p in scored[:limit]
         ]
-
-    def similarities(
-        self, keys: list[tuple[str, int]], vector: np.ndarray, model: str
-    ) -> dict[tuple[str, int], float]:
-        """Cosine of ``vector`` to the given items, from their videos' Parquet tables."""
-        if not keys:
-            return {}
-        wanted = set(keys)
-        query_vector = _unit(vector)
-        found: dict[tuple[str, int], float] = {}
-        for video_id, row in self._items(SearchFilters(video_ids=tuple(sorted({key[0] for key in keys})))):
-            key = (video_id, int(row.item_index))
-            if key in wanted and row.model == model:
-                similarity = _cosine(query_vector, row.embedding)
-                if similarity is not None:
-                    found[key] = similarity
-        return found
 
     def keyframes(self, video_ids: list[str]) -> dict[str, list[tuple[float, str]]]:
         """Keyframes of ``video_ids`` from their Parquet keyframes tables."""

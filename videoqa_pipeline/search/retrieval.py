@@ -8,10 +8,6 @@ one only a single retriever likes, and neither scale needs tuning.
 Items are then grouped into **moments**: items of the same video whose time spans overlap (a
 scene's transcript chunk and its keyframe's text share the scene's bounds) become one moment whose
 is ranked by fusing its best rank in each retriever. Each moment gets the keyframe nearest to it.
-
-The full-text query needs no vector, so it runs on a worker thread while the query is embedded
-and the vector query runs; the few text hits the vectors missed get their similarity afterwards
-in one lookup by key.
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -179,8 +174,6 @@ class Searcher:
         self.backend = backend
         self.embedder = embedder
         self.candidates = candidates
-        # Threads are started on first use and idle between searches.
-        self._text_workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="videoqa-text-search")
 
     def search(
         self,
@@ -216,9 +209,6 @@ class Searcher:
             raise SearchError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
         filters = filters or SearchFilters()
         limit = max(self.candidates, k * 4)
-        text_future: Future[list[Hit]] | None = None
-        if mode in ("hybrid", "text"):
-            text_future = self._text_workers.submit(self.backend.text_hits, query, filters, limit)
         vector = self.embedder.embed([query]).vectors[0]
         vector_hits: list[Hit] = []
         text_hits: list[Hit] = []
@@ -226,17 +216,10 @@ class Searcher:
             vector_hits = self.backend.vector_hits(vector, self.embedder.model_name, filters, limit)
             for rank, hit in enumerate(vector_hits, start=1):
                 hit.vector_rank = rank
-        if text_future is not None:
-            text_hits = text_future.result()
+        if mode in ("hybrid", "text"):
+            text_hits = self.backend.text_hits(query, filters, limit, vector)
             for rank, hit in enumerate(text_hits, start=1):
                 hit.text_rank = rank
-            found_by_vector = {hit.key for hit in vector_hits}
-            missing = [hit.key for hit in text_hits if hit.key not in found_by_vector]
-            similarities = (
-                self.backend.similarities(missing, vector, self.embedder.model_name) if missing else {}
-            )
-            for hit in text_hits:
-                hit.similarity = similarities.get(hit.key, hit.similarity)
         moments = group_into_moments(fuse([vector_hits, text_hits]), k)
         keyframes = self.backend.keyframes(sorted({moment.video_id for moment in moments}))
         for moment in moments:
