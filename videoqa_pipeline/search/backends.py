@@ -206,7 +206,13 @@ class PostgresSearchBackend:
     def text_hits(
         self, query: str, filters: SearchFilters, limit: int, vector: np.ndarray | None = None
     ) -> list[Hit]:
-        """Items whose ``search_tsv`` matches the query's terms, by ``ts_rank_cd``."""
+        """Items whose ``search_tsv`` matches the query's terms: most terms first, then by ``ts_rank``.
+
+        ``ts_rank`` rather than ``ts_rank_cd``: on 100k rows the cover-density rank took half of
+        the query's time (p95 37 ms against 16 ms with ``ts_rank``, server side), and chunks of a
+        few sentences gain little from proximity. The similarity to the query vector is computed
+        for the returned rows only, after the LIMIT (a materialized CTE keeps it there).
+        """
         expression = tsquery_text(query)
         if expression is None:
             return []
@@ -234,22 +240,26 @@ class PostgresSearchBackend:
             sql.SQL("(search_tsv @@ to_tsquery('simple', %s))::int") for _ in terms
         )
         statement = sql.SQL(
-            """SELECT * FROM (
-                   SELECT video_id, item_index, kind, start_seconds, end_seconds, text, {similarity},
-                          {coverage} AS matched, ts_rank_cd(search_tsv, q, 1) AS rank
-                   FROM videoqa_embeddings, to_tsquery('simple', %s) AS q
-                   WHERE {where}
-               ) AS found
-               WHERE matched >= %s
-               ORDER BY matched DESC, rank DESC, video_id, item_index LIMIT %s"""
+            """WITH best AS MATERIALIZED (
+                   SELECT * FROM (
+                       SELECT video_id, item_index, kind, start_seconds, end_seconds, text, dimension,
+                              embedding, {coverage} AS matched, ts_rank(search_tsv, q) AS rank
+                       FROM videoqa_embeddings, to_tsquery('simple', %s) AS q
+                       WHERE {where}
+                   ) AS found
+                   WHERE matched >= %s
+                   ORDER BY matched DESC, rank DESC, video_id, item_index LIMIT %s
+               )
+               SELECT video_id, item_index, kind, start_seconds, end_seconds, text, {similarity}
+               FROM best ORDER BY matched DESC, rank DESC, video_id, item_index"""
         ).format(similarity=similarity, coverage=coverage, where=where)
         params = [
-            *similarity_params,
             *(f"{term}:*" for term in terms),
             expression,
             *params,
             required_matches(len(terms)),
             limit,
+            *similarity_params,
         ]
         try:
             with self.database.connection() as conn:

@@ -1,6 +1,6 @@
 """Hybrid retrieval: vector and full-text candidates fused by reciprocal rank, grouped into moments.
 
-Why reciprocal rank fusion (RRF): cosine similarities and ``ts_rank_cd`` scores live on unrelated
+Why reciprocal rank fusion (RRF): cosine similarities and ``ts_rank`` scores live on unrelated
 scales, but ranks do not. Each item gets ``sum(1 / (rrf_k + rank))`` over the retrievers that found
 it (``rrf_k = 60``, the constant of Cormack et al. 2009), so an item both retrievers agree on beats
 one only a single retriever likes, and neither scale needs tuning.

@@ -5,7 +5,7 @@ transcripts and on-screen text mix languages and product names). A question is t
 here to its content words, each lightly stemmed and matched as a prefix (``found:*`` matches
 "founded" and "founding"), OR-ed together: paraphrased questions rarely repeat every word of the
 answer, so requiring all of them (as ``websearch_to_tsquery`` does) finds almost nothing.
-``ts_rank_cd`` still ranks items matching more terms higher.
+Items matching more terms still rank higher (the search orders by matched terms, then ``ts_rank``).
 """
 
 from __future__ import annotations
