@@ -36,9 +36,8 @@ from videoqa_pipeline_tests.pipeline.dagster_dev_server import (
     free_port,
 )
 from videoqa_pipeline_tests.storage.conftest import (
-    PostgresUnavailable,
     create_scratch_database,
-    system_postgres_server,
+    system_postgres_or_skip,
 )
 
 ASSETS = (
@@ -59,15 +58,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def postgres_admin_url() -> Iterator[str]:
     """A throwaway system PostgreSQL server on 127.0.0.1 (Debian's binaries)."""
-    try:
-        server = system_postgres_server()
-        url = server.__enter__()
-    except PostgresUnavailable as reason:
-        pytest.skip(f"{reason}: the production instance cannot be proven here")
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+    yield from system_postgres_or_skip("the production instance cannot be proven here")
 
 
 def instance_env(dagster_url: str) -> dict[str, str]:

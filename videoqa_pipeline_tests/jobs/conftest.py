@@ -26,9 +26,8 @@ from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
 from videoqa_pipeline.storage.embedded import embedded_database_url, release_embedded_database
 from videoqa_pipeline_tests.storage.conftest import (
-    PostgresUnavailable,
     create_scratch_database,
-    system_postgres_server,
+    system_postgres_or_skip,
 )
 
 #: Settings for tests about jobs, not content: no models.
@@ -56,15 +55,7 @@ def embedded_admin_url(jobs_home: Path) -> str:
 
 @pytest.fixture(scope="session")
 def system_admin_url() -> Iterator[str]:
-    try:
-        server = system_postgres_server()
-        url = server.__enter__()
-    except PostgresUnavailable as reason:
-        pytest.skip(f"{reason}: the ledger on a server without pgvector is untested here")
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+    yield from system_postgres_or_skip("the ledger on a server without pgvector is untested here")
 
 
 @dataclass

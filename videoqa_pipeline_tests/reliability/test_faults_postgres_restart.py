@@ -34,9 +34,8 @@ from videoqa_pipeline_tests.reliability.fault_support import (
     wait_for,
 )
 from videoqa_pipeline_tests.storage.conftest import (
-    PostgresUnavailable,
     create_scratch_database,
-    system_postgres_server,
+    system_postgres_or_skip,
 )
 
 #: Step retries 2, 4, 8 s apart: the server is back long before they run out.
@@ -45,15 +44,8 @@ MAX_ATTEMPTS = 4
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RestartablePostgres]:
-    try:
-        context = system_postgres_server()
-        url = context.__enter__()
-    except PostgresUnavailable as reason:
-        pytest.skip(f"{reason}: restarting PostgreSQL needs a server this test controls")
-    try:
+    for url in system_postgres_or_skip("restarting PostgreSQL needs a server this test controls"):
         yield RestartablePostgres.attach(url)
-    finally:
-        context.__exit__(None, None, None)
 
 
 @pytest.fixture()

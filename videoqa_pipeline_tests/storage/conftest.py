@@ -141,18 +141,24 @@ def system_postgres_server() -> Iterator[str]:
         shutil.rmtree(data_root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def system_postgres_url() -> Iterator[str]:
-    """URL of a throwaway system PostgreSQL (no pgvector on Debian); skipped when unavailable."""
+def system_postgres_or_skip(untested: str) -> Iterator[str]:
+    """For fixtures: yield a throwaway system PostgreSQL's admin URL, or skip saying what is then
+    ``untested``; the server is stopped when the fixture ends."""
     try:
         server = system_postgres_server()
         url = server.__enter__()
     except PostgresUnavailable as reason:
-        pytest.skip(f"{reason} - the real[] fallback is untested here")
+        pytest.skip(f"{reason}: {untested}")
     try:
         yield url
     finally:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def system_postgres_url() -> Iterator[str]:
+    """URL of a throwaway system PostgreSQL (no pgvector on Debian); skipped when unavailable."""
+    yield from system_postgres_or_skip("the real[] fallback is untested here")
 
 
 def create_scratch_database(admin_url: str) -> str:
