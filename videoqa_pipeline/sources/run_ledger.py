@@ -22,6 +22,8 @@ JOB_ID_TAG = "videoqa/job_id"
 JOB_ATTEMPT_TAG = "videoqa/job_attempt"
 JOB_SOURCE_KIND_TAG = "videoqa/job_source"
 PARENT_RUN_ID_TAG = "dagster/parent_run_id"
+# The partition (video ID) of a run, as Dagster tags it.
+PARTITION_TAG = "dagster/partition"
 
 #: The sink of the asset graph: every run of the pipeline (full or from a stage) ends with it.
 FINAL_STEP = "embeddings"
@@ -69,18 +71,28 @@ def failure_is_permanent(error: BaseException | None) -> bool:
     return isinstance(error, dg.Failure) and not getattr(error, "allow_retries", True)
 
 
-def failure_message(error: BaseException | None) -> str:
-    """The readable part of a step's exception."""
-    if error is None:
-        return "step failed"
+def failure_message(error: BaseException | None, step: str = "step", video_id: str | None = None) -> str:
+    """The readable part of a step's exception, saying which step of which video failed.
+
+    ``Failure`` descriptions already say both; other exceptions are transient errors whose
+    retries ran out, and their text alone often names only a URL or a host.
+    """
     if isinstance(error, dg.Failure) and error.description:
         return error.description
-    return f"{type(error).__name__}: {error}".strip()
+    where = f"{step} failed" + (f" for video {video_id!r}" if video_id else "")
+    if error is None:
+        return where
+    return f"{where} after its retries: {type(error).__name__}: {error}".strip()
 
 
 def _job_of_hook(context: dg.HookContext) -> tuple[int, int] | None:
     run = context.instance.get_run_by_id(context.run_id)
     return None if run is None else job_of_run(run.tags)
+
+
+def _partition_of_hook(context: dg.HookContext) -> str | None:
+    run = context.instance.get_run_by_id(context.run_id)
+    return None if run is None else run.tags.get(PARTITION_TAG)
 
 
 def _parent_of_hook(context: dg.HookContext) -> str | None:
@@ -120,7 +132,7 @@ def build_job_hooks(max_attempts: int) -> set[dg.HookDefinition]:
             job[0],
             job[1],
             context.run_id,
-            error=failure_message(error),
+            error=failure_message(error, context.op.name, _partition_of_hook(context)),
             failed_step=context.op.name,
             transient=not failure_is_permanent(error),
             max_attempts=max_attempts,

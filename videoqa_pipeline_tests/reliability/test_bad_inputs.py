@@ -221,6 +221,9 @@ def test_a_url_that_times_out_is_retried_up_to_the_bound_then_fails(
     assert job.attempts == max_attempts and len(outcome.runs) == max_attempts, "one run per job attempt"
     assert outcome.step_retries == [max_attempts - 1] * max_attempts, "retried inside each run"
     assert "timed out" in (job.error or "") and f"/slow/{relative}" in (job.error or ""), job.error
+    assert (job.error or "").startswith("source_video failed for video 'http-slow' after its retries"), (
+        job.error
+    )
     assert set(harness.rows("http-slow").values()) == {0}
 
 
