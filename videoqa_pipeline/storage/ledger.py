@@ -50,8 +50,6 @@ FINAL_STATUSES = (SUCCEEDED, FAILED, CANCELLED)
 #: Where a job came from. ``postgres`` is the column default: a producer's plain INSERT.
 SOURCE_KINDS = ("postgres", "sqs", "webhook", "inbox", "cli", "api")
 
-__all__ = ["REMOTE_SOURCE_KINDS", "SUPPORTED_SCHEMES"]  # re-exported: the schemes a source may use
-
 #: Stages a job may restart from (``from_stage``); pipeline order.
 STAGES = tuple(TABLES)  # one table per stage
 
