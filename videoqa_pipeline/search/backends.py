@@ -317,6 +317,19 @@ def _cosine(query_vector: np.ndarray | None, stored: Any) -> float | None:
     return float(array @ query_vector) / norm if norm > 0 else 0.0
 
 
+def _parquet_hit(video_id: str, row: Any, similarity: float | None) -> Hit:
+    """A hit from one row of a video's Parquet embeddings table."""
+    return Hit(
+        video_id,
+        int(row.item_index),
+        row.kind,
+        float(row.start_seconds),
+        float(row.end_seconds),
+        row.text,
+        similarity,
+    )
+
+
 class ParquetSearchBackend:
     """Search over the Parquet tables of ``METADATA_STORAGE=s3`` (or any blob store).
 
@@ -369,18 +382,7 @@ class ParquetSearchBackend:
         norms[norms == 0] = 1.0
         similarities = (matrix @ query_vector) / norms
         order = np.argsort(-similarities)[:limit]
-        return [
-            Hit(
-                candidates[i][0],
-                int(candidates[i][1].item_index),
-                candidates[i][1].kind,
-                float(candidates[i][1].start_seconds),
-                float(candidates[i][1].end_seconds),
-                candidates[i][1].text,
-                similarity=float(similarities[i]),
-            )
-            for i in order
-        ]
+        return [_parquet_hit(candidates[i][0], candidates[i][1], float(similarities[i])) for i in order]
 
     def text_hits(
         self, query: str, filters: SearchFilters, limit: int, vector: np.ndarray | None = None
@@ -405,16 +407,9 @@ class ParquetSearchBackend:
                 score = sum(math.log(1 + total / document_frequency[term]) for term in matched)
                 scored.append((len(matched), score, position))
         scored.sort(key=lambda entry: (-entry[0], -entry[1], entry[2]))
+        query_vector = None if vector is None else _unit(vector)
         return [
-            Hit(
-                items[p][0],
-                int(items[p][1].item_index),
-                items[p][1].kind,
-                float(items[p][1].start_seconds),
-                float(items[p][1].end_seconds),
-                items[p][1].text,
-                _cosine(None if vector is None else _unit(vector), items[p][1].embedding),
-            )
+            _parquet_hit(items[p][0], items[p][1], _cosine(query_vector, items[p][1].embedding))
             for _, _, p in scored[:limit]
         ]
 
