@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -63,14 +64,17 @@ def build_run_status_sensors(
     """The four run status sensors and the sweeper, all running by default."""
     max_attempts = settings.worker_max_attempts
     interval = max(1, round(settings.worker_poll_ms / 1000))
-    jobs = list(monitored_jobs)
+    # Every run sensor watches the pipeline's jobs at the poll interval and runs by default.
+    watching: dict[str, Any] = {
+        "monitored_jobs": list(monitored_jobs),
+        "minimum_interval_seconds": interval,
+        "default_status": dg.DefaultSensorStatus.RUNNING,
+    }
 
     @dg.run_status_sensor(
         name="job_run_started_sensor",
         run_status=dg.DagsterRunStatus.STARTED,
-        monitored_jobs=jobs,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        **watching,
         description="Marks a run's job running, with its run ID.",
     )
     def job_run_started_sensor(context: dg.RunStatusSensorContext, database: DatabaseResource) -> None:
@@ -90,9 +94,7 @@ def build_run_status_sensors(
     @dg.run_status_sensor(
         name="job_run_succeeded_sensor",
         run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=jobs,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        **watching,
         description="Marks a run's job succeeded, with the seconds each step took.",
     )
     def job_run_succeeded_sensor(context: dg.RunStatusSensorContext, database: DatabaseResource) -> None:
@@ -104,9 +106,7 @@ def build_run_status_sensors(
 
     @dg.run_failure_sensor(
         name="job_run_failed_sensor",
-        monitored_jobs=jobs,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        **watching,
         description="Marks a run's job failed with the failing step and its error (or pending for a retry).",
     )
     def job_run_failed_sensor(context: dg.RunFailureSensorContext, database: DatabaseResource) -> None:
@@ -131,9 +131,7 @@ def build_run_status_sensors(
     @dg.run_status_sensor(
         name="job_run_cancelled_sensor",
         run_status=dg.DagsterRunStatus.CANCELED,
-        monitored_jobs=jobs,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        **watching,
         description="Marks a run's job cancelled.",
     )
     def job_run_cancelled_sensor(context: dg.RunStatusSensorContext, database: DatabaseResource) -> None:
