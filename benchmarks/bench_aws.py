@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from videoqa_pipeline import aws
-from videoqa_pipeline.sources.sqs_sensor import drain_queue
+from videoqa_pipeline.defs.sensors.sqs_sensor import drain_queue
 from videoqa_pipeline.storage.database import DatabaseSettings, get_database
 from videoqa_pipeline.storage.embedded import release_embedded_database
 from videoqa_pipeline.storage.s3_blobs import S3BlobStore

@@ -30,8 +30,8 @@ from pathlib import Path
 import dagster as dg
 
 from videoqa_pipeline import media
+from videoqa_pipeline.defs.sensors.job_sensor import evaluate_job_tick, sensor_interval_seconds
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.job_sensor import evaluate_job_tick, sensor_interval_seconds
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
 from videoqa_pipeline.storage.embedded import embedded_database_url, release_embedded_database
 from videoqa_pipeline_tests.jobs.daemon import producer, start_worker, wait_for_table

@@ -56,11 +56,10 @@ import psutil  # noqa: E402
 
 from videoqa_pipeline import media  # noqa: E402
 from videoqa_pipeline.ai import AIConfig, get_embedder, get_frame_analyzer, get_transcriber  # noqa: E402
-from videoqa_pipeline.assets import SOURCE_URI_TAG  # noqa: E402
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions  # noqa: E402
+from videoqa_pipeline.defs.assets.pipeline import SOURCE_URI_TAG  # noqa: E402
 from videoqa_pipeline.fetch import file_sha256  # noqa: E402
 from videoqa_pipeline.indexing import IndexItem, TimedText, frame_text, transcript_chunks  # noqa: E402
-from videoqa_pipeline.partitions import videos_partitions  # noqa: E402
 from videoqa_pipeline.presentation import keyframe_gallery, scenes_preview, transcript_preview  # noqa: E402
 from videoqa_pipeline.records import source_video_row  # noqa: E402
 from videoqa_pipeline.runner import process_video  # noqa: E402
@@ -70,6 +69,7 @@ from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_da
 from videoqa_pipeline.storage.embedded import release_embedded_database  # noqa: E402
 from videoqa_pipeline.storage.schema import TABLES  # noqa: E402
 from videoqa_pipeline.storage.tables import replace_partition  # noqa: E402
+from videoqa_pipeline.video_ids import videos_partitions  # noqa: E402
 
 logger = logging.getLogger("bench_pipeline")
 

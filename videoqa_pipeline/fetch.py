@@ -363,3 +363,11 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def canonical_source_uri(source: str) -> str:
+    """Local paths become absolute, so a run started later, elsewhere, still finds them."""
+    local = local_path_of(source)
+    if local is not None and "://" not in source:
+        return str(local.resolve())
+    return source

@@ -16,13 +16,14 @@ from typing import Any
 
 import dagster as dg
 
-from videoqa_pipeline.assets import SOURCE_URI_TAG
 from videoqa_pipeline.definitions import build_definitions
-from videoqa_pipeline.fetch import local_path_of
-from videoqa_pipeline.partitions import validate_video_id, video_id_from_uri, videos_partitions
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.partitions import videos_partitions
+from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.fetch import canonical_source_uri
+from videoqa_pipeline.run_tags import SOURCE_URI_TAG
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.video_sources import register_source
+from videoqa_pipeline.storage.ledger import register_source
+from videoqa_pipeline.video_ids import validate_video_id, video_id_from_uri
 
 
 @dataclass
@@ -45,14 +46,6 @@ class ProcessReport:
 
     def metadata_of(self, step: str) -> dict[str, Any]:
         return next((s.metadata for s in self.steps if s.name == step), {})
-
-
-def canonical_source_uri(source: str) -> str:
-    """Local paths become absolute so a run started later, elsewhere, still finds them."""
-    local = local_path_of(source)
-    if local is not None and "://" not in source:
-        return str(local.resolve())
-    return source
 
 
 def _plain(value: Any) -> Any:

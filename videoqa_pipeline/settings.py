@@ -35,6 +35,16 @@ _FALSE = {"0", "false", "no", "off", ""}
 T = TypeVar("T")
 
 
+def load_settings() -> Settings:
+    """The deployment's settings, read from this process's environment.
+
+    This is the one place the environment is read: everything else receives these settings (or a
+    value derived from them), so a test or a second configuration never leaks in through
+    ``os.environ``. Never raises; :meth:`Settings.problems` says what is wrong.
+    """
+    return Settings.from_env(os.environ)
+
+
 class SettingsError(ValueError):
     """Raised by :meth:`Settings.validate`; carries every problem found."""
 

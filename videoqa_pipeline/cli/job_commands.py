@@ -105,7 +105,7 @@ def submit(
     source: str, video_id: str | None, max_frames: int | None, callback_url: str | None, as_json: bool
 ) -> None:
     """Add a job for SOURCE (a path or file://, http(s)://, s3:// URI) to the ledger."""
-    from videoqa_pipeline.runner import canonical_source_uri
+    from videoqa_pipeline.fetch import canonical_source_uri
 
     options: dict[str, Any] = {}
     if max_frames is not None:
@@ -222,7 +222,7 @@ def _terminate(run_id: str) -> str:
 def reprocess(video_id: str, from_stage: str) -> None:
     """Re-materialize one video from a stage on (e.g. after changing the vision model)."""
     from videoqa_pipeline.media import bundled_sample_video
-    from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID
+    from videoqa_pipeline.video_ids import SAMPLE_VIDEO_ID
 
     database = _database()
     source = ledger.lookup_source(database, video_id)

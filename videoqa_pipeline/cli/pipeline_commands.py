@@ -65,8 +65,8 @@ def _summary_line(step: str, seconds: float, metadata: dict[str, Any]) -> str:
 def _run_and_report(
     source: str, video_id: str | None, overrides: dict[str, Any], as_json: bool, verbose: bool
 ) -> None:
-    from videoqa_pipeline.partitions import InvalidVideoIdError
     from videoqa_pipeline.runner import process_video
+    from videoqa_pipeline.video_ids import InvalidVideoIdError
 
     settings = load_settings()
     try:
@@ -143,7 +143,7 @@ def process(
 def demo(as_json: bool, verbose: bool) -> None:
     """Process the bundled sample video end to end and print what each stage produced."""
     from videoqa_pipeline.runner import bundled_sample_source
-    from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID
+    from videoqa_pipeline.video_ids import SAMPLE_VIDEO_ID
 
     _run_and_report(str(bundled_sample_source()), SAMPLE_VIDEO_ID, {}, as_json, verbose)
 

@@ -1,7 +1,7 @@
 """Storage layer: metadata tables in PostgreSQL, media in blob stores, Dagster IO managers.
 
 Importing this package does not import Dagster; the Dagster part, the IO manager, lives in
-:mod:`videoqa_pipeline.storage.io_managers`. Names are resolved lazily, so a process that only
+:mod:`videoqa_pipeline.defs.io_managers.postgres`. Names are resolved lazily, so a process that only
 moves blobs (``storage.s3_blobs``) does not load pandas, pyarrow or psycopg.
 """
 

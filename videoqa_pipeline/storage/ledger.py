@@ -37,9 +37,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from videoqa_pipeline.fetch import REMOTE_SOURCE_KINDS, SUPPORTED_SCHEMES, SourcePolicy, local_path_of
-from videoqa_pipeline.partitions import InvalidVideoIdError, validate_video_id, video_id_from_uri
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.schema import JOB_STATUSES, JOBS_TABLE, TABLES
+from videoqa_pipeline.video_ids import InvalidVideoIdError, validate_video_id, video_id_from_uri
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ ACTIVE_STATUSES = (QUEUED, RUNNING)
 FINAL_STATUSES = (SUCCEEDED, FAILED, CANCELLED)
 
 #: Where a job came from. ``postgres`` is the column default: a producer's plain INSERT.
-SOURCE_KINDS = ("postgres", "sqs", "webhook", "inbox", "cli", "api")
+SOURCE_KINDS = ("postgres", "sqs", "webhook", "inbox", "cli", "api", "ui")
 
 #: Stages a job may restart from (``from_stage``); pipeline order.
 STAGES = tuple(TABLES)  # one table per stage
@@ -186,7 +186,7 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     from pydantic import ValidationError
 
-    from videoqa_pipeline.config import PipelineConfig
+    from videoqa_pipeline.defs.config import PipelineConfig
 
     known = set(PipelineConfig.model_fields)
     unknown = sorted(str(key) for key in options if key not in known)
@@ -234,6 +234,23 @@ def source_problem(
             f"source {source_uri!r} has unsupported scheme {scheme!r}: use a path, "
             "file://, http(s):// or s3://"
         )
+    return None
+
+
+def request_problem(request: JobRequest, *, policy: SourcePolicy | None = None) -> str | None:
+    """Why ``request`` would be refused (its source, video ID, options or stage), or None.
+
+    Lets a producer that submits several videos at once check them all before it records any.
+    """
+    problem = source_problem(request.source_uri, source_kind=request.source_kind, policy=policy)
+    if problem is not None:
+        return problem
+    try:
+        _checked_video_id(request.video_id, request.source_uri)
+        validate_options(request.options)
+        _checked_stage(request.from_stage)
+    except (JobMessageError, InvalidVideoIdError) as error:
+        return str(error)
     return None
 
 

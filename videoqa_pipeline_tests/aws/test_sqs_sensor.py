@@ -13,15 +13,15 @@ import psycopg
 import pytest
 
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
-from videoqa_pipeline.resources import DatabaseResource
-from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.job_sensor import build_job_sensor
-from videoqa_pipeline.sources.sqs_sensor import (
+from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.defs.sensors.job_sensor import build_job_sensor
+from videoqa_pipeline.defs.sensors.sqs_sensor import (
     SQS_SENSOR_NAME,
     build_sqs_sensor,
     drain_queue,
     message_requests,
 )
+from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
 from videoqa_pipeline.storage.errors import DatabaseUnavailableError

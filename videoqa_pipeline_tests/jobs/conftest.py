@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 
 from videoqa_pipeline import media
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
 from videoqa_pipeline.storage.embedded import embedded_database_url, release_embedded_database

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
-from videoqa_pipeline.sources.run_ledger import JOB_ID_TAG
+from videoqa_pipeline.run_tags import JOB_ID_TAG
 from videoqa_pipeline.storage.embedded import embedded_database_url
 from videoqa_pipeline_tests.jobs.conftest import QUIET
 from videoqa_pipeline_tests.pipeline.dagster_dev_server import DagsterDev, start_dagster_dev

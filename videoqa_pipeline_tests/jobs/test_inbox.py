@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from videoqa_pipeline.defs.sensors.inbox_sensor import ACCEPTED_DIR, build_inbox_sensor, fingerprint, take_in
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.inbox_sensor import ACCEPTED_DIR, build_inbox_sensor, fingerprint, take_in
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline_tests.jobs.conftest import LedgerDatabase
 

@@ -11,9 +11,9 @@ import dagster as dg
 import pytest
 
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
+from videoqa_pipeline.defs.sensors.job_sensor import build_job_sensor, evaluate_job_tick
+from videoqa_pipeline.run_tags import JOB_ATTEMPT_TAG, JOB_ID_TAG
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.job_sensor import build_job_sensor, evaluate_job_tick
-from videoqa_pipeline.sources.run_ledger import JOB_ATTEMPT_TAG, JOB_ID_TAG
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline_tests.jobs.conftest import LedgerDatabase
 

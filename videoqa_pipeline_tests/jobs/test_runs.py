@@ -13,11 +13,11 @@ import dagster as dg
 import pytest
 
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
-from videoqa_pipeline.partitions import videos_partitions
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.partitions import videos_partitions
+from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.defs.sensors.job_sensor import downstream_selections, job_run_request
+from videoqa_pipeline.defs.sensors.run_status import sweep_jobs
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.job_sensor import downstream_selections, job_run_request
-from videoqa_pipeline.sources.run_status import sweep_jobs
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline_tests.jobs.conftest import QUIET

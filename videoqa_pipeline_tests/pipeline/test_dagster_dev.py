@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 
 from videoqa_pipeline import media
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
 from videoqa_pipeline.storage.embedded import embedded_server_status, release_embedded_database
+from videoqa_pipeline.storage.ledger import register_source
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.storage.tables import read_partition
-from videoqa_pipeline.video_sources import register_source
 from videoqa_pipeline_tests.pipeline.dagster_dev_server import (
     REPO_ROOT,
     TERMINAL_BACKFILL_STATUSES,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from videoqa_pipeline.config import PipelineConfig
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
+from videoqa_pipeline.defs.config import PipelineConfig
 from videoqa_pipeline.settings import Settings
 
 ASSETS = {

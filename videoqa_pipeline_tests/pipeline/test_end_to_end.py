@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from videoqa_pipeline import media
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.runner import ProcessReport, process_video
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.schema import TABLES

@@ -14,8 +14,8 @@ import pytest
 from videoqa_pipeline.fetch import SourceUnavailableError, fetched_source, file_sha256, local_path_of
 from videoqa_pipeline.indexing import TimedText, frame_text, transcript_chunks
 from videoqa_pipeline.media import Keyframe
-from videoqa_pipeline.partitions import InvalidVideoIdError, validate_video_id, video_id_from_uri
 from videoqa_pipeline.presentation import format_timestamp, keyframe_gallery, thumbnail_data_uri
+from videoqa_pipeline.video_ids import InvalidVideoIdError, validate_video_id, video_id_from_uri
 
 
 def test_video_ids_are_safe_stable_and_distinct() -> None:

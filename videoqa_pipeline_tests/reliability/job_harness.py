@@ -21,10 +21,10 @@ import psycopg
 from psycopg import sql
 
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
-from videoqa_pipeline.partitions import videos_partitions
+from videoqa_pipeline.defs.partitions import videos_partitions
+from videoqa_pipeline.defs.sensors.job_sensor import downstream_selections, evaluate_job_tick
+from videoqa_pipeline.run_tags import JOB_ID_TAG
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.job_sensor import downstream_selections, evaluate_job_tick
-from videoqa_pipeline.sources.run_ledger import JOB_ID_TAG
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.blobs import LocalBlobStore
 from videoqa_pipeline.storage.database import Database

@@ -24,9 +24,9 @@ import pytest
 
 from videoqa_pipeline import aws, media
 from videoqa_pipeline.definitions import build_definitions
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.defs.sensors.sqs_sensor import build_sqs_sensor
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.sqs_sensor import build_sqs_sensor
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline_tests.jobs.conftest import (  # noqa: F401 - fixtures
     QUIET,

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from videoqa_pipeline import media
-from videoqa_pipeline.sources.run_ledger import JOB_ATTEMPT_TAG
+from videoqa_pipeline.run_tags import JOB_ATTEMPT_TAG
 from videoqa_pipeline.storage.embedded import release_embedded_database
 from videoqa_pipeline_tests.jobs.daemon import (
     producer,

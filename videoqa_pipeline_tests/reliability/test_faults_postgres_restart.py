@@ -20,8 +20,8 @@ import pytest
 
 from videoqa_pipeline import media
 from videoqa_pipeline.definitions import build_definitions
+from videoqa_pipeline.run_tags import JOB_ID_TAG
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.run_ledger import JOB_ID_TAG
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
 from videoqa_pipeline_tests.jobs.conftest import QUIET, LedgerDatabase

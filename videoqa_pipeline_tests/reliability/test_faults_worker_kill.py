@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 
 from videoqa_pipeline import media
-from videoqa_pipeline.sources.run_ledger import JOB_ATTEMPT_TAG
+from videoqa_pipeline.run_tags import JOB_ATTEMPT_TAG
 from videoqa_pipeline.storage.blobs import TEMPORARY_PREFIX
 from videoqa_pipeline_tests.jobs.daemon import (
     producer,

@@ -28,7 +28,7 @@ import psutil
 import pytest
 
 from videoqa_pipeline import media
-from videoqa_pipeline.sources.run_ledger import JOB_ATTEMPT_TAG
+from videoqa_pipeline.run_tags import JOB_ATTEMPT_TAG
 from videoqa_pipeline_tests.jobs.daemon import (
     producer,
     runs_per_job,

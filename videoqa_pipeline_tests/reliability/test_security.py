@@ -26,15 +26,15 @@ from click.testing import CliRunner
 
 from videoqa_pipeline import aws, media
 from videoqa_pipeline.cli import main as cli_main
+from videoqa_pipeline.defs.sensors.inbox_sensor import take_in
+from videoqa_pipeline.defs.sensors.sqs_sensor import drain_queue
 from videoqa_pipeline.fetch import SourcePolicy, SourceUnavailableError, fetched_source
-from videoqa_pipeline.partitions import validate_video_id
 from videoqa_pipeline.service.app import create_app
 from videoqa_pipeline.service.health import PROBE_PREFIX
-from videoqa_pipeline.sources.inbox_sensor import take_in
-from videoqa_pipeline.sources.sqs_sensor import drain_queue
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.blobs import TEMPORARY_PREFIX
 from videoqa_pipeline.storage.schema import JOBS_TABLE
+from videoqa_pipeline.video_ids import validate_video_id
 from videoqa_pipeline_tests.ai.openai_test_server import OpenAITestServer
 from videoqa_pipeline_tests.reliability.job_harness import JobHarness, process_env
 from videoqa_pipeline_tests.service.conftest import serve

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from videoqa_pipeline.ai.types import Embedder
-from videoqa_pipeline.checks import SEARCHABLE_CHECK, SEARCHABLE_CHECK_JOB, assess_video
 from videoqa_pipeline.definitions import build_definitions
+from videoqa_pipeline.defs.checks import SEARCHABLE_CHECK, SEARCHABLE_CHECK_JOB, assess_video
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.schema import EMBEDDINGS, TRANSCRIPT

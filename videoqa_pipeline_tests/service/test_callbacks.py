@@ -193,7 +193,7 @@ def test_the_dagster_sensor_delivers_callbacks_too(
 ) -> None:
     import dagster as dg
 
-    from videoqa_pipeline.resources import DatabaseResource
+    from videoqa_pipeline.defs.resources import DatabaseResource
     from videoqa_pipeline.service.callback_sensor import build_callback_sensor
     from videoqa_pipeline_tests.service.conftest import service_settings
 

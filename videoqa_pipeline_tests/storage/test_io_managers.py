@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from videoqa_pipeline.defs.io_managers.postgres import PostgresTableIOManager
 from videoqa_pipeline.storage.database import Database
-from videoqa_pipeline.storage.io_managers import PostgresTableIOManager
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.storage.tables import count_partition_rows, read_partition
 

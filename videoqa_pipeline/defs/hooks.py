@@ -13,17 +13,12 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from videoqa_pipeline.run_tags import JOB_ATTEMPT_TAG, JOB_ID_TAG, PARENT_RUN_ID_TAG, PARTITION_TAG
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 
 logger = logging.getLogger(__name__)
 
-JOB_ID_TAG = "videoqa/job_id"
-JOB_ATTEMPT_TAG = "videoqa/job_attempt"
-JOB_SOURCE_KIND_TAG = "videoqa/job_source"
-PARENT_RUN_ID_TAG = "dagster/parent_run_id"
-# The partition (video ID) of a run, as Dagster tags it.
-PARTITION_TAG = "dagster/partition"
 
 #: The sink of the asset graph: every run of the pipeline (full or from a stage) ends with it.
 FINAL_STEP = "embeddings"

@@ -36,10 +36,11 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from videoqa_pipeline import aws
+from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.defs.sensors.gates import default_status, skip_reason
+from videoqa_pipeline.defs.sensors.job_sensor import TRANSIENT_DATABASE_ERRORS, sensor_interval_seconds
 from videoqa_pipeline.fetch import SourcePolicy
-from videoqa_pipeline.resources import DatabaseResource
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.job_sensor import TRANSIENT_DATABASE_ERRORS, sensor_interval_seconds
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 
@@ -280,14 +281,19 @@ def build_sqs_sensor(settings: Settings) -> dg.SensorDefinition:
     wait_seconds = settings.sqs_wait_time
     region, endpoint_url = settings.aws_region, settings.aws_endpoint_url
     policy = settings.source_policy
+    enabled = "sqs" in settings.job_sources
 
     @dg.sensor(
         name=SQS_SENSOR_NAME,
         minimum_interval_seconds=sensor_interval_seconds(settings.worker_poll_ms),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Messages on {queue_url} (job messages, S3 upload events) become jobs in the ledger.",
+        default_status=default_status(enabled),
+        description="Messages on AWS_SQS_QUEUE_URL (job messages, S3 upload events) become jobs in the ledger. "
+        "Enabled when JOB_SOURCE_TYPE lists sqs.",
     )
     def sqs_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SkipReason:
+        gate = skip_reason(settings, enabled=enabled, how_to_enable="set JOB_SOURCE_TYPE to include sqs")
+        if gate is not None:
+            return gate
         try:
             report = drain_queue(
                 _sqs_client(region, endpoint_url),

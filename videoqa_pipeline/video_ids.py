@@ -1,7 +1,8 @@
-"""The one partitions definition every per-video asset shares, and the rules for its keys.
+"""Video IDs: the rules for the keys that name a video everywhere (ledger, tables, blobs, partitions).
 
-Partition keys are opaque, safe video IDs: commas, slashes and JSON in keys break the
-Dagster UI and backfills, so IDs are restricted to a conservative alphabet.
+Video IDs are opaque, safe keys: commas, slashes and JSON in keys break the Dagster UI and
+backfills (they are its partition keys), so IDs are restricted to a conservative alphabet.
+Pure: no Dagster, so the ledger and the service can use these rules without loading it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import re
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-import dagster as dg
-
-videos_partitions = dg.DynamicPartitionsDefinition(name="videos")
-
 VIDEO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _UNSAFE = re.compile(r"[^a-z0-9]+")
+
+#: The partition key that stands for the bundled sample video.
+SAMPLE_VIDEO_ID = "sample"
 
 
 class InvalidVideoIdError(ValueError):

@@ -24,12 +24,13 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from videoqa_pipeline.assets import SOURCE_URI_TAG
-from videoqa_pipeline.config import PipelineConfig
-from videoqa_pipeline.partitions import videos_partitions
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.config import PipelineConfig
+from videoqa_pipeline.defs.jobs import PIPELINE_STAGES, run_timeout_tags, stages_from
+from videoqa_pipeline.defs.partitions import videos_partitions
+from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.defs.sensors.gates import skip_reason
+from videoqa_pipeline.run_tags import JOB_ATTEMPT_TAG, JOB_ID_TAG, JOB_SOURCE_KIND_TAG, SOURCE_URI_TAG
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.run_ledger import JOB_ATTEMPT_TAG, JOB_ID_TAG, JOB_SOURCE_KIND_TAG
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.errors import DatabaseUnavailableError
@@ -75,18 +76,14 @@ def job_run_request(
             JOB_ATTEMPT_TAG: str(job.attempts),
             JOB_SOURCE_KIND_TAG: job.source_kind,
             SOURCE_URI_TAG: job.source_uri,
+            **run_timeout_tags(settings),
         },
     )
 
 
-def downstream_selections(assets: Sequence[dg.AssetsDefinition]) -> dict[str, list[dg.AssetKey]]:
+def downstream_selections() -> dict[str, list[dg.AssetKey]]:
     """For every stage, that stage and everything downstream of it (what ``--from STAGE`` runs)."""
-    selections: dict[str, list[dg.AssetKey]] = {}
-    for asset in assets:
-        for key in asset.keys:
-            resolved = dg.AssetSelection.assets(key).downstream().resolve(assets)
-            selections[key.to_user_string()] = sorted(resolved, key=lambda k: k.to_user_string())
-    return selections
+    return {stage: [dg.AssetKey(name) for name in stages_from(stage)] for stage in PIPELINE_STAGES}
 
 
 def _existing_runs(instance: dg.DagsterInstance, jobs: Sequence[ledger.Job]) -> dict[tuple[int, int], str]:
@@ -151,20 +148,17 @@ def evaluate_job_tick(
     )
 
 
-def build_job_sensor(
-    settings: Settings, job_name: str, assets: Sequence[dg.AssetsDefinition]
-) -> dg.SensorDefinition:
+def build_job_sensor(settings: Settings, job_name: str) -> dg.SensorDefinition:
     """The job sensor for ``job_name``, ticking every ``WORKER_POLL_MS`` (rounded up to seconds).
 
     Args:
         settings: Poll interval, backpressure cap, per-tick cap and processing defaults.
         job_name: The asset job runs are requested for.
-        assets: The pipeline's assets (to resolve ``from_stage`` selections).
 
     Returns:
         A sensor that is running by default.
     """
-    downstream = downstream_selections(assets)
+    downstream = downstream_selections()
 
     @dg.sensor(
         name=JOB_SENSOR_NAME,
@@ -176,6 +170,9 @@ def build_job_sensor(
     def job_sensor(
         context: dg.SensorEvaluationContext, database: DatabaseResource
     ) -> dg.SensorResult | dg.SkipReason:
+        gate = skip_reason(settings, enabled=True, how_to_enable="")
+        if gate is not None:
+            return gate
         try:
             return evaluate_job_tick(context, database.get(), settings, downstream)
         except TRANSIENT_DATABASE_ERRORS as error:

@@ -20,10 +20,12 @@ import pandas as pd
 
 from videoqa_pipeline import media
 from videoqa_pipeline.ai import AIProviderError, FrameAnalysis, Usage
-from videoqa_pipeline.config import PipelineConfig
+from videoqa_pipeline.defs.config import PipelineConfig
+from videoqa_pipeline.defs.hooks import record_run_start
+from videoqa_pipeline.defs.partitions import videos_partitions
+from videoqa_pipeline.defs.resources import AIResource, BlobStoreResource, DatabaseResource
 from videoqa_pipeline.fetch import SourceUnavailableError, fetched_source, file_sha256
 from videoqa_pipeline.indexing import IndexItem, TimedText, frame_text, transcript_chunks
-from videoqa_pipeline.partitions import videos_partitions
 from videoqa_pipeline.presentation import (
     format_timestamp,
     keyframe_gallery,
@@ -32,14 +34,14 @@ from videoqa_pipeline.presentation import (
     usage_metadata,
 )
 from videoqa_pipeline.records import source_video_row
-from videoqa_pipeline.resources import AIResource, BlobStoreResource, DatabaseResource
-from videoqa_pipeline.sources.run_ledger import record_run_start
+from videoqa_pipeline.run_tags import SOURCE_URI_TAG
+from videoqa_pipeline.settings import Settings, load_settings
 from videoqa_pipeline.storage.blobs import blob_key
+from videoqa_pipeline.storage.ledger import lookup_source
 from videoqa_pipeline.storage.s3_blobs import S3StorageError
 from videoqa_pipeline.storage.schema import TABLES
-from videoqa_pipeline.video_sources import SAMPLE_VIDEO_ID, lookup_source
+from videoqa_pipeline.video_ids import SAMPLE_VIDEO_ID
 
-SOURCE_URI_TAG = "videoqa/source_uri"
 AI_POOL = "videoqa_ai"
 TRANSCODE_POOL = "videoqa_transcode"
 FRAME_BATCH_SIZE = 16
@@ -532,3 +534,13 @@ def build_video_assets(max_attempts: int = 3) -> list[dg.AssetsDefinition]:
         )
 
     return [source_video, normalized_video, transcript, scenes, keyframes, frame_analyses, embeddings]
+
+
+def asset_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=build_video_assets(settings.worker_max_attempts))
+
+
+@dg.definitions
+def video_assets() -> dg.Definitions:
+    """The per-video assets for this process's settings."""
+    return asset_definitions(load_settings())

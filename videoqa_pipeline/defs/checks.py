@@ -22,9 +22,9 @@ from typing import Any
 
 import dagster as dg
 
-from videoqa_pipeline.config import PipelineConfig
-from videoqa_pipeline.resources import AIResource, DatabaseResource
-from videoqa_pipeline.settings import Settings
+from videoqa_pipeline.defs.config import PipelineConfig
+from videoqa_pipeline.defs.resources import AIResource, DatabaseResource
+from videoqa_pipeline.settings import Settings, load_settings
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.schema import EMBEDDINGS, FRAME_ANALYSES, TRANSCRIPT
 
@@ -254,3 +254,28 @@ def build_check_job(check: dg.AssetChecksDefinition) -> "dg.UnresolvedAssetJobDe
         selection=dg.AssetSelection.checks(check),
         description="Check that each video is searchable (embeddings present, one model, consistent dimensions).",
     )
+
+
+#: When the schedule runs the check: hourly, a cheap grouped query over the metadata tables.
+SEARCHABLE_CHECK_CRON = "17 * * * *"
+
+
+def check_definitions(settings: Settings) -> dg.Definitions:
+    """The check, the job that runs only it, and the schedule that runs that job."""
+    check = build_searchable_check(settings)
+    check_job = build_check_job(check)
+    schedule = dg.ScheduleDefinition(
+        name="check_searchable_hourly",
+        job=check_job,
+        cron_schedule=SEARCHABLE_CHECK_CRON,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Runs embeddings_searchable every hour, so a video that search cannot find shows up "
+        "on the asset's Checks tab without anyone asking.",
+    )
+    return dg.Definitions(asset_checks=[check], jobs=[check_job], schedules=[schedule])
+
+
+@dg.definitions
+def searchable_check() -> dg.Definitions:
+    """The searchable check for this process's settings."""
+    return check_definitions(load_settings())

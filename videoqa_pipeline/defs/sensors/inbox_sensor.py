@@ -26,12 +26,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from videoqa_pipeline.partitions import readable_video_id
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.defs.sensors.gates import default_status, skip_reason
+from videoqa_pipeline.defs.sensors.job_sensor import TRANSIENT_DATABASE_ERRORS, sensor_interval_seconds
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.job_sensor import TRANSIENT_DATABASE_ERRORS, sensor_interval_seconds
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
+from videoqa_pipeline.video_ids import readable_video_id
 
 logger = logging.getLogger(__name__)
 
@@ -136,16 +137,21 @@ def take_in(
 def build_inbox_sensor(settings: Settings) -> dg.SensorDefinition:
     """The inbox sensor for ``settings.inbox``, ticking every ``WORKER_POLL_MS`` (rounded up)."""
     inbox = settings.inbox
+    enabled = settings.watches_inbox
 
     @dg.sensor(
         name=INBOX_SENSOR_NAME,
         minimum_interval_seconds=sensor_interval_seconds(settings.worker_poll_ms),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Videos dropped into {inbox} become jobs in the ledger (once per file content).",
+        default_status=default_status(enabled),
+        description="Videos dropped into VIDEOQA_INBOX become jobs in the ledger (once per file content). "
+        "Enabled when JOB_SOURCE_TYPE lists inbox, and always with the embedded database.",
     )
     def inbox_sensor(
         context: dg.SensorEvaluationContext, database: DatabaseResource
     ) -> dg.SensorResult | dg.SkipReason:
+        gate = skip_reason(settings, enabled=enabled, how_to_enable="set JOB_SOURCE_TYPE to include inbox")
+        if gate is not None:
+            return gate
         try:
             jobs, cursor = take_in(inbox, database.get(), context.cursor)
         except TRANSIENT_DATABASE_ERRORS as error:

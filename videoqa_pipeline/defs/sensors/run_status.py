@@ -20,10 +20,11 @@ from typing import Any
 
 import dagster as dg
 
-from videoqa_pipeline.resources import DatabaseResource
+from videoqa_pipeline.defs.hooks import job_of_run
+from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.defs.sensors.job_sensor import TRANSIENT_DATABASE_ERRORS
+from videoqa_pipeline.run_tags import PARENT_RUN_ID_TAG
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.sources.job_sensor import TRANSIENT_DATABASE_ERRORS
-from videoqa_pipeline.sources.run_ledger import PARENT_RUN_ID_TAG, job_of_run
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 

@@ -19,8 +19,8 @@ import dagster as dg
 import pandas as pd
 
 from videoqa_pipeline.aws import AwsConfig
+from videoqa_pipeline.defs.io_managers.postgres import table_schema
 from videoqa_pipeline.storage.errors import StorageError
-from videoqa_pipeline.storage.io_managers import table_schema
 from videoqa_pipeline.storage.parquet_tables import read_partition, write_partition
 from videoqa_pipeline.storage.s3_blobs import S3BlobStore, S3StorageError
 from videoqa_pipeline.storage.schema import TABLES, VECTOR_TYPE, TableSpec

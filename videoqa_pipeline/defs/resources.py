@@ -1,0 +1,172 @@
+"""Dagster resources: the same keys in every environment, so assets never know where they run.
+
+Each resource is a thin, configurable handle onto a pure library object (a blob store, the
+database, the AI providers); the heavy objects are created once per process. Connection strings
+and API keys are passed as ``dg.EnvVar`` references, so the UI shows the variable's name, never
+its value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from videoqa_pipeline.ai import AIConfig, Embedder, FrameAnalyzer, Transcriber
+from videoqa_pipeline.ai.registry import get_embedder, get_frame_analyzer, get_transcriber
+from videoqa_pipeline.aws import AwsConfig
+from videoqa_pipeline.defs.config import PipelineConfig
+from videoqa_pipeline.defs.io_managers.parquet import ParquetTableIOManager
+from videoqa_pipeline.defs.io_managers.postgres import PostgresTableIOManager
+from videoqa_pipeline.settings import Settings, load_settings
+from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore
+from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
+from videoqa_pipeline.storage.s3_blobs import S3BlobStore
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The metadata database: DATABASE_URL, or the embedded PostgreSQL under VIDEOQA_HOME when unset."""
+
+    database_url: str | None = None
+    home: str = ".videoqa"
+    pool_size: int = 5
+    timeout_seconds: float = 10.0
+
+    def get(self) -> Database:
+        database = get_database(
+            DatabaseSettings(
+                url=self.database_url,
+                home=Path(self.home),
+                pool_size=self.pool_size,
+                timeout_seconds=self.timeout_seconds,
+            )
+        )
+        database.ensure_schema()
+        return database
+
+
+class BlobStoreResource(dg.ConfigurableResource):
+    """Where media blobs (originals, normalized video, audio, keyframes) live.
+
+    ``kind="local"``: files under ``root``. ``kind="s3"``: objects under ``prefix`` in ``bucket``
+    (AWS_S3_BUCKET, S3_PREFIX), reached through ``region`` and ``endpoint_url`` (MinIO, LocalStack).
+    """
+
+    kind: str = "local"
+    root: str = ".videoqa/blobs"
+    bucket: str | None = None
+    prefix: str = "video-processing/"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlobStoreResource:
+        """The blob store FILE_STORAGE names, configured from the other settings."""
+        return cls(
+            kind=settings.file_storage,
+            root=str(settings.blob_root),
+            bucket=settings.aws_s3_bucket,
+            prefix=settings.s3_prefix,
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+        )
+
+    def get(self) -> BlobStore:
+        if self.kind == "s3":
+            return S3BlobStore(
+                self.bucket or "", self.prefix, AwsConfig(region=self.region, endpoint_url=self.endpoint_url)
+            )
+        if self.kind != "local":
+            raise dg.Failure(
+                f"blob store kind {self.kind!r} is not available in this version (use local or s3)"
+            )
+        return LocalBlobStore(Path(self.root))
+
+
+class AIResource(dg.ConfigurableResource):
+    """The AI providers chosen by settings (offline models by default, OpenAI or a compatible server
+    when configured).
+
+    ``openai_api_key`` is a secret: built from settings it is an ``EnvVar`` reference, resolved only
+    inside the run. ``providers`` holds the rest of the AI settings (providers, models, endpoint,
+    limits, prices) as JSON, so a run uses exactly what the code location was loaded with.
+    """
+
+    openai_api_key: str | None = None
+    providers: str = "{}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AIResource:
+        shown = {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(settings.ai).items()
+            if name not in ("openai_api_key", "parse_problems")
+        }
+        key: str | None = dg.EnvVar("OPENAI_API_KEY") if settings.ai.openai_api_key else None
+        return cls(openai_api_key=key, providers=json.dumps(shown, sort_keys=True))
+
+    def config(self) -> AIConfig:
+        fields: dict[str, Any] = json.loads(self.providers or "{}")
+        known = {f.name for f in dataclasses.fields(AIConfig)}
+        return AIConfig(**{k: v for k, v in fields.items() if k in known}, openai_api_key=self.openai_api_key)
+
+    def transcriber(self) -> Transcriber:
+        return get_transcriber(self.config())
+
+    def frame_analyzer(self) -> FrameAnalyzer:
+        return get_frame_analyzer(self.config())
+
+    def embedder(self) -> Embedder:
+        return get_embedder(self.config())
+
+
+def _database_url(settings: Settings) -> str | None:
+    # The connection string may hold a password: reference the variable so the UI never shows it.
+    return dg.EnvVar("DATABASE_URL") if settings.database_url else None
+
+
+def table_io_manager(settings: Settings) -> PostgresTableIOManager | ParquetTableIOManager:
+    """The IO manager METADATA_STORAGE names: PostgreSQL tables, or Parquet objects on S3."""
+    if settings.metadata_storage == "s3":
+        return ParquetTableIOManager(
+            bucket=settings.aws_s3_bucket or "",
+            prefix=settings.s3_prefix,
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+        )
+    return PostgresTableIOManager(
+        database_url=_database_url(settings),
+        home=str(settings.home),
+        pool_size=settings.postgres_pool_size,
+        timeout_seconds=settings.postgres_timeout,
+    )
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """Same keys in every environment; only their configuration changes."""
+    return {
+        # METADATA_STORAGE picks the tables' backend, FILE_STORAGE the blobs': same keys either way.
+        "io_manager": table_io_manager(settings),
+        "database": DatabaseResource(
+            database_url=_database_url(settings),
+            home=str(settings.home),
+            pool_size=settings.postgres_pool_size,
+            timeout_seconds=settings.postgres_timeout,
+        ),
+        "blob_store": BlobStoreResource.from_settings(settings),
+        "ai": AIResource.from_settings(settings),
+        "pipeline_config": PipelineConfig.from_settings(settings),
+    }
+
+
+def resource_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(resources=build_resources(settings))
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The resources for this process's settings."""
+    return resource_definitions(load_settings())
