@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 
 from videoqa_pipeline.definitions import build_definitions
 from videoqa_pipeline.defs.partitions import videos_partitions
-from videoqa_pipeline.defs.resources import DatabaseResource
+from videoqa_pipeline.defs.resources import build_resources, database_of
 from videoqa_pipeline.fetch import canonical_source_uri
 from videoqa_pipeline.run_tags import SOURCE_URI_TAG
 from videoqa_pipeline.settings import Settings
@@ -70,10 +71,10 @@ def process_video(
     source_uri = canonical_source_uri(source)
     video_id = validate_video_id(video_id) if video_id else video_id_from_uri(source_uri)
     definitions = build_definitions(settings)
-    resources = dict(definitions.resources or {})
-    database = resources["database"]
-    assert isinstance(database, DatabaseResource)
-    register_source(database.get(), video_id, source_uri)
+    # Plain values, not EnvVar references: this process already holds the settings, and a
+    # reference would be resolved against an environment these settings may not come from.
+    resources = build_resources(settings, secrets_as_env_vars=False)
+    register_source(database_of(settings), video_id, source_uri)
 
     owns_instance = instance is None
     instance = instance or dg.DagsterInstance.ephemeral()
@@ -108,6 +109,16 @@ def process_video(
     finally:
         if owns_instance:
             instance.dispose()
+
+
+def open_instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent Dagster instance the UI shows: DAGSTER_HOME, else ``$VIDEOQA_HOME/dagster``
+    (where this project's dagster.yaml keeps `dagster dev`'s history)."""
+    if settings.dagster_home is not None:
+        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(settings.dagster_home.resolve())))
+    directory = settings.dagster_instance_dir.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(directory)))
 
 
 def _step_reports(instance: dg.DagsterInstance, run_id: str) -> list[StepReport]:

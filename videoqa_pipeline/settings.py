@@ -181,6 +181,7 @@ class Settings:
     worker_dev_http: bool = False
     worker_http_port: int = 8000
     home: Path = Path(".videoqa")
+    dagster_home: Path | None = None
     inbox_dir: Path | None = None
     max_queued_runs: int = 10
     jobs_per_tick: int = 50
@@ -234,6 +235,7 @@ class Settings:
             worker_dev_http=read.boolean("WORKER_DEV_HTTP", False),
             worker_http_port=read.integer("WORKER_HTTP_PORT", 8000, low=1, high=65535),
             home=home,
+            dagster_home=Path(dagster_home) if (dagster_home := read.text("DAGSTER_HOME")) else None,
             inbox_dir=Path(inbox) if inbox else None,
             max_queued_runs=read.integer("VIDEOQA_MAX_QUEUED_RUNS", 10, low=1, high=100_000),
             jobs_per_tick=read.integer("VIDEOQA_JOBS_PER_TICK", 50, low=1, high=10_000),
@@ -250,6 +252,13 @@ class Settings:
     def blob_root(self) -> Path:
         """Where the local blob store keeps media: VIDEOQA_BLOB_DIR, else ``$VIDEOQA_HOME/blobs``."""
         return self.blob_dir if self.blob_dir is not None else self.home / "blobs"
+
+    @property
+    def dagster_instance_dir(self) -> Path:
+        """Where the Dagster instance keeps run history: DAGSTER_HOME, else ``$VIDEOQA_HOME/dagster``
+        (what this project's dagster.yaml points `dagster dev` at), so the CLI's runs and the UI's
+        are the same history."""
+        return self.dagster_home if self.dagster_home is not None else self.home / "dagster"
 
     @property
     def inbox(self) -> Path:
@@ -364,6 +373,7 @@ class Settings:
             "WORKER_DEV_HTTP": self.worker_dev_http,
             "WORKER_HTTP_PORT": self.worker_http_port,
             "VIDEOQA_HOME": str(self.home),
+            "DAGSTER_HOME": str(self.dagster_home) if self.dagster_home else f"(unset: {self.home / 'dagster'})",
             "VIDEOQA_BLOB_DIR": str(self.blob_root),
             "VIDEOQA_INBOX": f"{self.inbox}" + ("" if self.watches_inbox else " (not watched)"),
             "VIDEOQA_MAX_QUEUED_RUNS": self.max_queued_runs,

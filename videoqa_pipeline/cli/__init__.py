@@ -6,6 +6,8 @@ media, AI and pipeline layers stay independent of each other.
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from videoqa_pipeline import __version__
@@ -15,6 +17,8 @@ from videoqa_pipeline import __version__
 @click.version_option(__version__, prog_name="videoqa")
 def main() -> None:
     """videoqa: process videos into searchable, question-answerable knowledge."""
+    # The connection pool logs every failed attempt; the command reports the outcome in one line.
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 
 def _register_all() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import click
 import numpy as np
 
 from videoqa_pipeline.ai import AIConfig, AIProviderError, get_embedder, get_frame_analyzer, get_transcriber
+from videoqa_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 
 def _config(protocol: str) -> AIConfig:
-    config = AIConfig.from_env(os.environ)
+    config = Settings.from_env().ai
     problems = config.problems([protocol])
     if problems:
         raise click.ClickException("invalid AI settings: " + " ".join(problems))

@@ -65,20 +65,24 @@ def _summary_line(step: str, seconds: float, metadata: dict[str, Any]) -> str:
 def _run_and_report(
     source: str, video_id: str | None, overrides: dict[str, Any], as_json: bool, verbose: bool
 ) -> None:
-    from videoqa_pipeline.runner import process_video
+    from videoqa_pipeline.runner import open_instance, process_video
+    from videoqa_pipeline.storage.errors import StorageError
     from videoqa_pipeline.video_ids import InvalidVideoIdError
 
     settings = load_settings()
-    try:
-        report = process_video(
-            source,
-            settings=settings,
-            video_id=video_id,
-            config_overrides=overrides,
-            console_log_level="DEBUG" if verbose else "WARNING",
-        )
-    except InvalidVideoIdError as error:
-        raise click.ClickException(str(error)) from error
+    # The persistent instance the UI reads: this run, its partition and its events show there.
+    with open_instance(settings) as instance:
+        try:
+            report = process_video(
+                source,
+                settings=settings,
+                video_id=video_id,
+                config_overrides=overrides,
+                instance=instance,
+                console_log_level="DEBUG" if verbose else "WARNING",
+            )
+        except (InvalidVideoIdError, StorageError) as error:
+            raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(
             json.dumps(

@@ -99,13 +99,15 @@ class AIResource(dg.ConfigurableResource):
     providers: str = "{}"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AIResource:
+    def from_settings(cls, settings: Settings, secret_as_env_var: bool = True) -> AIResource:
         shown = {
             name: list(value) if isinstance(value, tuple) else value
             for name, value in dataclasses.asdict(settings.ai).items()
             if name not in ("openai_api_key", "parse_problems")
         }
-        key: str | None = dg.EnvVar("OPENAI_API_KEY") if settings.ai.openai_api_key else None
+        key = settings.ai.openai_api_key
+        if key and secret_as_env_var:
+            key = dg.EnvVar("OPENAI_API_KEY")
         return cls(openai_api_key=key, providers=json.dumps(shown, sort_keys=True))
 
     def config(self) -> AIConfig:
@@ -123,12 +125,26 @@ class AIResource(dg.ConfigurableResource):
         return get_embedder(self.config())
 
 
-def _database_url(settings: Settings) -> str | None:
+def _database_url(settings: Settings, as_env_var: bool) -> str | None:
     # The connection string may hold a password: reference the variable so the UI never shows it.
-    return dg.EnvVar("DATABASE_URL") if settings.database_url else None
+    if settings.database_url and as_env_var:
+        return dg.EnvVar("DATABASE_URL")
+    return settings.database_url
 
 
-def table_io_manager(settings: Settings) -> PostgresTableIOManager | ParquetTableIOManager:
+def database_of(settings: Settings) -> Database:
+    """The metadata database ``settings`` name, schema ensured (for callers outside a run)."""
+    return DatabaseResource(
+        database_url=settings.database_url,
+        home=str(settings.home),
+        pool_size=settings.postgres_pool_size,
+        timeout_seconds=settings.postgres_timeout,
+    ).get()
+
+
+def table_io_manager(
+    settings: Settings, secrets_as_env_vars: bool = True
+) -> PostgresTableIOManager | ParquetTableIOManager:
     """The IO manager METADATA_STORAGE names: PostgreSQL tables, or Parquet objects on S3."""
     if settings.metadata_storage == "s3":
         return ParquetTableIOManager(
@@ -138,26 +154,32 @@ def table_io_manager(settings: Settings) -> PostgresTableIOManager | ParquetTabl
             endpoint_url=settings.aws_endpoint_url,
         )
     return PostgresTableIOManager(
-        database_url=_database_url(settings),
+        database_url=_database_url(settings, secrets_as_env_vars),
         home=str(settings.home),
         pool_size=settings.postgres_pool_size,
         timeout_seconds=settings.postgres_timeout,
     )
 
 
-def build_resources(settings: Settings) -> dict[str, Any]:
-    """Same keys in every environment; only their configuration changes."""
+def build_resources(settings: Settings, secrets_as_env_vars: bool = True) -> dict[str, Any]:
+    """Same keys in every environment; only their configuration changes.
+
+    Args:
+        settings: The deployment's settings.
+        secrets_as_env_vars: Pass DATABASE_URL and OPENAI_API_KEY as ``EnvVar`` references (a code
+            location, whose config the UI shows) rather than values (an in-process run).
+    """
     return {
         # METADATA_STORAGE picks the tables' backend, FILE_STORAGE the blobs': same keys either way.
-        "io_manager": table_io_manager(settings),
+        "io_manager": table_io_manager(settings, secrets_as_env_vars),
         "database": DatabaseResource(
-            database_url=_database_url(settings),
+            database_url=_database_url(settings, secrets_as_env_vars),
             home=str(settings.home),
             pool_size=settings.postgres_pool_size,
             timeout_seconds=settings.postgres_timeout,
         ),
         "blob_store": BlobStoreResource.from_settings(settings),
-        "ai": AIResource.from_settings(settings),
+        "ai": AIResource.from_settings(settings, secrets_as_env_vars),
         "pipeline_config": PipelineConfig.from_settings(settings),
     }
 

@@ -179,7 +179,7 @@ def test_sensor_moves_messages_into_the_ledger_then_deletes_them(
         assert _raw_body(db, rejected.id) == bodies["malformed"]
 
         # The ledger's job sensor turns the new jobs into runs.
-        job_sensor = build_job_sensor(settings, VIDEO_PIPELINE_JOB, list(definitions.assets or []))  # type: ignore[arg-type]
+        job_sensor = build_job_sensor(settings, VIDEO_PIPELINE_JOB)
         requested = job_sensor(dg.build_sensor_context(instance=instance, resources={"database": database}))
         assert isinstance(requested, dg.SensorResult)
         requested_jobs = {int(request.tags["videoqa/job_id"]) for request in requested.run_requests or []}
@@ -251,12 +251,26 @@ def test_unreadable_queue_is_reported_not_raised(aws_home: Path, moto_endpoint: 
     )
 
 
-def test_sqs_source_enables_the_sqs_and_job_sensors(aws_home: Path, moto_endpoint: str, queue: str) -> None:
-    names = {
-        sensor.name for sensor in build_definitions(_settings(aws_home, moto_endpoint, queue)).sensors or []
-    }
-    assert {SQS_SENSOR_NAME, "job_sensor"} <= names
-    default = {
-        sensor.name for sensor in build_definitions(aws_settings(aws_home, moto_endpoint)).sensors or []
-    }
-    assert SQS_SENSOR_NAME not in default
+def test_every_deployment_has_the_same_sensors_and_only_enabled_ones_run(
+    aws_home: Path, moto_endpoint: str, queue: str
+) -> None:
+    with_sqs = build_definitions(_settings(aws_home, moto_endpoint, queue)).sensors or []
+    default = build_definitions(aws_settings(aws_home, moto_endpoint)).sensors or []
+    assert {sensor.name for sensor in with_sqs} == {sensor.name for sensor in default}
+    status = {sensor.name: sensor.default_status for sensor in with_sqs}
+    assert status[SQS_SENSOR_NAME] == dg.DefaultSensorStatus.RUNNING
+    assert status["job_sensor"] == dg.DefaultSensorStatus.RUNNING
+    stopped = {sensor.name: sensor.default_status for sensor in default}
+    assert stopped[SQS_SENSOR_NAME] == dg.DefaultSensorStatus.STOPPED
+
+
+def test_a_tick_of_the_sqs_sensor_where_sqs_is_not_enabled_names_the_setting(
+    aws_home: Path, moto_endpoint: str
+) -> None:
+    settings = aws_settings(aws_home, moto_endpoint)
+    with dg.instance_for_test() as instance:
+        result = build_sqs_sensor(settings)(
+            dg.build_sensor_context(instance=instance, resources={"database": _database(settings)})
+        )
+    assert isinstance(result, dg.SkipReason)
+    assert "JOB_SOURCE_TYPE" in str(result.skip_message)

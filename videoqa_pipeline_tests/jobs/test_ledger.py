@@ -33,7 +33,7 @@ def _tick(
 ) -> dg.SensorResult | dg.SkipReason:
     """Evaluate the real sensor definition, with its resource, as the daemon would."""
     definitions = build_definitions(settings)
-    sensor = build_job_sensor(settings, VIDEO_PIPELINE_JOB, list(definitions.assets or []))  # type: ignore[arg-type]
+    sensor = build_job_sensor(settings, VIDEO_PIPELINE_JOB)
     context = dg.build_sensor_context(instance=instance, resources={"database": ledger_db.resource()})
     result = sensor(context)
     assert isinstance(result, dg.SensorResult | dg.SkipReason)

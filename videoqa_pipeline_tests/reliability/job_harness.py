@@ -85,7 +85,7 @@ class JobHarness:
         self.instance = instance
         self.definitions = build_definitions(settings)
         assets = list(self.definitions.assets or [])
-        self.downstream = downstream_selections(assets)  # type: ignore[arg-type]
+        self.downstream = downstream_selections()
         self.job_def = self.definitions.resolve_job_def(VIDEO_PIPELINE_JOB)
         self.blob_store = LocalBlobStore(settings.blob_root)
 

@@ -186,28 +186,3 @@ def test_backoff_grows_with_jitter() -> None:
         ceiling = min(callbacks.BASE_BACKOFF_SECONDS * 2 ** (attempt - 1), callbacks.MAX_BACKOFF_SECONDS)
         assert ceiling / 2 <= delay <= ceiling
     assert delays[-1] > delays[0] * 50
-
-
-def test_the_dagster_sensor_delivers_callbacks_too(
-    ledger_db: Database, service_home: Path, receiver: tuple[Receiver, str]
-) -> None:
-    import dagster as dg
-
-    from videoqa_pipeline.defs.resources import DatabaseResource
-    from videoqa_pipeline.service.callback_sensor import build_callback_sensor
-    from videoqa_pipeline_tests.service.conftest import service_settings
-
-    state, callback_url = receiver
-    job_id = ledger.submit_job(
-        ledger_db, ledger.JobRequest(source_uri="s3://bucket/d.mp4", callback_url=callback_url)
-    ).job_id
-    run_job_to_success(ledger_db, job_id)
-    sensor = build_callback_sensor(service_settings(service_home))
-    resource = DatabaseResource(
-        database_url=ledger_db.settings.url, home=str(service_home), pool_size=2, timeout_seconds=10
-    )
-    with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"database": resource})
-        result = sensor(context)
-    assert "1 delivered" in str(result)
-    assert [event["data"]["job_id"] for event in state.events] == [job_id]
