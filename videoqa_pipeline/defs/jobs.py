@@ -90,7 +90,7 @@ def submit_sources(database: Database, config: AddVideosConfig) -> list[ledger.S
         dagster.Failure: the lists do not match, or a source, ID or option is refused; nothing is
             submitted then, so fixing the config and launching again adds each video once.
     """
-    ids = config.video_ids or [None] * len(config.sources)
+    ids: list[str | None] = list(config.video_ids) if config.video_ids else [None] * len(config.sources)
     if len(ids) != len(config.sources):
         raise dg.Failure(
             f"video_ids has {len(ids)} entries for {len(config.sources)} sources: give one per source or none"

@@ -5,8 +5,9 @@
 * ``job_run_failed_sensor``: failed with the failing step and its error message; a transient
   failure goes back to pending while ``WORKER_MAX_ATTEMPTS`` allows (bad input never does).
 * ``job_run_cancelled_sensor``: cancelled.
-* ``job_sweeper``: queued or running jobs whose run vanished, ended without the ledger hearing of
-  it, or runs longer than ``VIDEOQA_RUN_TIMEOUT`` (that run is terminated).
+* ``job_sweeper``: queued or running jobs whose run vanished or ended without the ledger hearing of
+  it. Runs longer than ``VIDEOQA_RUN_TIMEOUT`` are stopped by Dagster's run monitoring (their
+  ``dagster/max_runtime`` tag); the cancelled-run sensor then records a failed, retryable attempt.
 
 All writes are idempotent and keyed by job, attempt and run (:mod:`videoqa_pipeline.storage.ledger`).
 """
@@ -21,6 +22,7 @@ from typing import Any
 import dagster as dg
 
 from videoqa_pipeline.defs.hooks import job_of_run
+from videoqa_pipeline.defs.jobs import MAX_RUNTIME_TAG
 from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.defs.sensors.job_sensor import TRANSIENT_DATABASE_ERRORS
 from videoqa_pipeline.run_tags import PARENT_RUN_ID_TAG
@@ -138,16 +140,17 @@ def build_run_status_sensors(
     def job_run_cancelled_sensor(context: dg.RunStatusSensorContext, database: DatabaseResource) -> None:
         job = job_of_run(context.dagster_run.tags)
         if job is not None:
+            record = context.instance.get_run_record_by_id(context.dagster_run.run_id)
             _guard(
                 context,
-                lambda: ledger.mark_run_cancelled(database.get(), job[0], job[1], context.dagster_run.run_id),
+                lambda: record_cancellation(database.get(), job, record, max_attempts),
             )
 
     @dg.sensor(
         name="job_sweeper",
         minimum_interval_seconds=SWEEP_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Fails (or retries) jobs whose run vanished or hangs past VIDEOQA_RUN_TIMEOUT.",
+        description="Fails (or retries) jobs whose run vanished or ended without the ledger hearing of it.",
     )
     def job_sweeper(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SkipReason:
         try:
@@ -180,10 +183,9 @@ def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Setti
     Args:
         instance: The Dagster instance holding the runs.
         database: The ledger's database.
-        settings: ``WORKER_MAX_ATTEMPTS`` and ``VIDEOQA_RUN_TIMEOUT``.
+        settings: ``WORKER_MAX_ATTEMPTS``.
     """
     changed = 0
-    now = time.time()
     for job in ledger.active_jobs(database, SWEEP_BATCH):
         if job.run_id is None:
             continue  # the job sensor re-requests queued jobs without a run
@@ -218,26 +220,8 @@ def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Setti
                     max_attempts=settings.worker_max_attempts,
                 )
             elif status == dg.DagsterRunStatus.CANCELED:
-                outcome = ledger.mark_run_cancelled(database, job.id, job.attempts, job.run_id)
-            elif (
-                # Waiting in Dagster's run queue is not hanging: only launched runs time out.
-                status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
-                and (since := job.started_at or job.queued_at) is not None
-                and now - since.timestamp() > settings.run_timeout_seconds
-            ):
-                logger.warning(
-                    "job %d: run %s exceeded VIDEOQA_RUN_TIMEOUT; terminating it", job.id, job.run_id
-                )
-                _terminate_hung_run(instance, record.dagster_run, settings.run_timeout_seconds)
-                outcome = ledger.mark_failed(
-                    database,
-                    job.id,
-                    job.attempts,
-                    job.run_id,
-                    error=f"run {job.run_id} ran longer than VIDEOQA_RUN_TIMEOUT ({settings.run_timeout_seconds:g} s) and was terminated",
-                    failed_step=None,
-                    transient=True,
-                    max_attempts=settings.worker_max_attempts,
+                outcome = record_cancellation(
+                    database, (job.id, job.attempts), record, settings.worker_max_attempts
                 )
         if outcome:
             changed += 1
@@ -245,16 +229,38 @@ def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Setti
     return changed
 
 
-def _terminate_hung_run(instance: dg.DagsterInstance, run: dg.DagsterRun, timeout: float) -> None:
-    """Stop a run that outlived the timeout; if its worker is already dead (a crashed machine or
-    daemon), mark the run failed in Dagster so it stops holding a run-concurrency slot."""
+def exceeded_max_runtime(record: dg.RunRecord | None) -> float | None:
+    """The run's ``dagster/max_runtime`` when it ran at least that long (run monitoring stopped it)."""
+    if record is None:
+        return None
+    limit = record.dagster_run.tags.get(MAX_RUNTIME_TAG)
     try:
-        terminated = instance.run_launcher.terminate(run.run_id)
-    except Exception as error:  # the worker may be long gone; the ledger still moves on
-        logger.warning("could not terminate run %s: %s", run.run_id, error)
-        terminated = False
-    current = instance.get_run_by_id(run.run_id)
-    if not terminated and current is not None and not current.is_finished:
-        instance.report_run_failed(
-            current, f"run exceeded VIDEOQA_RUN_TIMEOUT ({timeout:g} s) and its worker did not answer"
-        )
+        seconds = float(limit) if limit else None
+    except ValueError:
+        return None
+    if seconds is None or record.start_time is None:
+        return None
+    ended = record.end_time if record.end_time is not None else time.time()
+    return seconds if ended - record.start_time >= seconds else None
+
+
+def record_cancellation(
+    database: Database, job: tuple[int, int], record: dg.RunRecord | None, max_attempts: int
+) -> bool | str | None:
+    """A cancelled run's news for its job: cancelled, or, when Dagster's run monitoring stopped it
+    for running past VIDEOQA_RUN_TIMEOUT, a failed attempt that is retried while attempts remain."""
+    run_id = record.dagster_run.run_id if record is not None else ""
+    limit = exceeded_max_runtime(record)
+    if limit is None:
+        return ledger.mark_run_cancelled(database, job[0], job[1], run_id)
+    return ledger.mark_failed(
+        database,
+        job[0],
+        job[1],
+        run_id,
+        error=f"run {run_id} ran longer than VIDEOQA_RUN_TIMEOUT ({limit:g} s) and was stopped by "
+        "Dagster's run monitoring",
+        failed_step=None,
+        transient=True,
+        max_attempts=max_attempts,
+    )
