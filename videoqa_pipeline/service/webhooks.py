@@ -9,7 +9,13 @@ callbacks, so one module holds it:
 * the signature is ``base64(HMAC-SHA256(secret, content))``, sent as ``v1,<signature>``; several
   space-separated signatures are allowed so a sender can sign with the old and the new secret while
   a key is rotated;
-* the secret is used as raw UTF-8 bytes, or base64-decoded when it starts with ``whsec_``.
+* the secret is used as raw UTF-8 bytes, or base64-decoded when it starts with ``whsec_`` (the
+  padding may be left out, as the reference libraries accept it).
+
+``webhook-timestamp`` is taken as the specification states it, integer Unix seconds: ASCII digits
+only, at most :data:`MAX_TIMESTAMP_DIGITS` of them. Python's ``int()`` would also take ``1_700_000_000``,
+a sign, or digits of other scripts, none of which a conforming sender produces; and an integer of
+hundreds of digits cannot be compared with the clock.
 
 Verification compares in constant time and refuses timestamps more than
 :data:`DEFAULT_TOLERANCE_SECONDS` away from the clock, which bounds how long a captured request
@@ -23,6 +29,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,8 +46,13 @@ DEFAULT_TOLERANCE_SECONDS = 5 * 60
 #: Longest webhook ID we accept (it becomes a ledger key).
 MAX_ID_LENGTH = 256
 
+#: Most digits of ``webhook-timestamp``: Unix seconds fit in 11 until the year 5138.
+MAX_TIMESTAMP_DIGITS = 12
+
 _SECRET_PREFIX = "whsec_"
 _VERSION = "v1"
+_TIMESTAMP = re.compile(rf"[0-9]{{1,{MAX_TIMESTAMP_DIGITS}}}", re.ASCII)
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*", re.ASCII)
 
 
 class WebhookVerificationError(ValueError):
@@ -88,17 +100,26 @@ def secret_key(secret: str) -> bytes:
     if not secret:
         raise WebhookSecretError("WEBHOOK_SECRET is empty: set it to a long random string")
     if secret.startswith(_SECRET_PREFIX):
-        try:
-            key = base64.b64decode(secret[len(_SECRET_PREFIX) :], validate=True)
-        except (binascii.Error, ValueError):
-            raise WebhookSecretError(
-                "WEBHOOK_SECRET starts with whsec_ but the rest is not valid base64: "
-                "paste the secret exactly as generated, or use a secret without the whsec_ prefix"
-            ) from None
-        if not key:
-            raise WebhookSecretError("WEBHOOK_SECRET is whsec_ with nothing after it")
-        return key
+        return _whsec_key(secret[len(_SECRET_PREFIX) :])
     return secret.encode("utf-8")
+
+
+def _whsec_key(encoded: str) -> bytes:
+    """Decode the base64 after ``whsec_``, with or without its ``=`` padding."""
+    bare = encoded.rstrip("=")
+    if not bare:
+        raise WebhookSecretError("WEBHOOK_SECRET is whsec_ with nothing after it")
+    if not _BASE64.fullmatch(bare) or len(bare) % 4 == 1:
+        raise WebhookSecretError(
+            "WEBHOOK_SECRET starts with whsec_ but the rest is not valid base64: "
+            "paste the secret exactly as generated, or use a secret without the whsec_ prefix"
+        )
+    try:
+        return base64.b64decode(bare + "=" * (-len(bare) % 4), validate=True)
+    except (binascii.Error, ValueError):  # unreachable after the checks above; kept as a guard
+        raise WebhookSecretError(
+            "WEBHOOK_SECRET starts with whsec_ but the rest is not valid base64"
+        ) from None
 
 
 def signature(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -153,6 +174,22 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def _parse_timestamp(raw: str) -> int:
+    """``webhook-timestamp`` as an integer: ASCII digits only (surrounding spaces ignored).
+
+    Raises:
+        WebhookVerificationError: ``bad_timestamp``, quoting at most 40 characters of the header.
+    """
+    digits = raw.strip(" \t")
+    if not _TIMESTAMP.fullmatch(digits):
+        raise WebhookVerificationError(
+            "bad_timestamp",
+            f"webhook-timestamp {raw[:40]!r}{'...' if len(raw) > 40 else ''} is not Unix seconds: send "
+            f"the integer number of seconds since 1970 as ASCII digits (at most {MAX_TIMESTAMP_DIGITS})",
+        )
+    return int(digits)
+
+
 def verify(
     keys: bytes | list[bytes],
     headers: Mapping[str, str],
@@ -199,12 +236,7 @@ def verify(
         raise WebhookVerificationError(
             "bad_id", f"webhook-id must be printable text of at most {MAX_ID_LENGTH} characters"
         )
-    try:
-        timestamp = int(raw_timestamp.strip())
-    except ValueError:
-        raise WebhookVerificationError(
-            "bad_timestamp", f"webhook-timestamp {raw_timestamp[:40]!r} is not an integer of Unix seconds"
-        ) from None
+    timestamp = _parse_timestamp(raw_timestamp)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
         raise WebhookVerificationError(
