@@ -69,7 +69,7 @@ from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_da
 from videoqa_pipeline.storage.embedded import release_embedded_database  # noqa: E402
 from videoqa_pipeline.storage.schema import TABLES  # noqa: E402
 from videoqa_pipeline.storage.tables import replace_partition  # noqa: E402
-from videoqa_pipeline.video_ids import videos_partitions  # noqa: E402
+from videoqa_pipeline.defs.partitions import videos_partitions  # noqa: E402
 
 logger = logging.getLogger("bench_pipeline")
 
@@ -521,7 +521,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Logs: {log_path}", flush=True)
     dagster_home = work / "dagster_home"
     dagster_home.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    from videoqa_pipeline_tests.pipeline.dagster_dev_server import write_instance_yaml
+
+    write_instance_yaml(dagster_home)
     for name in _NON_DEFAULT_SETTINGS:
         os.environ.pop(name, None)
     # Child processes (multiprocess steps, the CLI run) inherit these.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from videoqa_pipeline.ai.config import AIConfig
 from videoqa_pipeline.fetch import SourcePolicy
@@ -43,6 +43,12 @@ def load_settings() -> Settings:
     ``os.environ``. Never raises; :meth:`Settings.problems` says what is wrong.
     """
     return Settings.from_env(os.environ)
+
+
+def environment() -> dict[str, str]:
+    """A copy of this process's environment, for the few readers that take variables rather than
+    Settings (the answerer's provider switch)."""
+    return dict(os.environ)
 
 
 class SettingsError(ValueError):
@@ -134,14 +140,100 @@ def _paths(value: str) -> tuple[Path, ...]:
     return tuple(Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip())
 
 
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+#: ``password = value`` in a libpq key=value string: a single-quoted value (backslash escapes,
+#: possibly unterminated) or an unquoted one up to the next blank.
+_KEYWORD_PASSWORD = re.compile(r"(?:(?<=\s)|^)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)*)", re.S)
+_QUOTED_ESCAPE = re.compile(r"\\(.)", re.S)
+#: Pieces of a password shorter than this are not masked inside other text (they would garble it).
+_MIN_FRAGMENT = 4
+
+
+def _split_userinfo(rest: str) -> tuple[str, str] | None:
+    """``(userinfo, after)`` of a URI without its ``scheme://``, or None when it has no ``@``.
+
+    The userinfo ends at the *last* ``@``: a password holding ``@``, ``/``, ``#`` or ``?`` (unencoded,
+    which libpq misreads) is then masked whole rather than shown in part as a host or database.
+    """
+    at = rest.rfind("@")
+    return None if at < 0 else (rest[:at], rest[at + 1 :])
+
+
+def _mask_query_passwords(query: str) -> str:
+    """``password=...`` parameters of a URI query (the name may be percent-encoded) as ``***``."""
+    pairs = query.split("&")
+    for index, pair in enumerate(pairs):
+        name, equals, _value = pair.partition("=")
+        if equals and unquote(name).strip() == "password":
+            pairs[index] = f"{name}=***"
+    return "&".join(pairs)
+
+
 def mask_url_password(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***`` so it can be logged."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """``url`` with every password in it shown as ``***``, so it can be printed or logged.
+
+    Every form libpq takes a password in is covered: the userinfo of a ``postgresql://`` URI (also
+    when it holds an unencoded ``@``, ``/``, ``#`` or ``?``), a ``password=`` query parameter, and
+    ``password=`` in a ``key=value`` connection string (quoted or not).
+    """
+    match = _URI_SCHEME.match(url)
+    if match is None and "=" in url:
+        return _KEYWORD_PASSWORD.sub(lambda found: f"{found.group(1)}***", url)
+    prefix = match.group(0) if match else ""
+    rest = url[len(prefix) :]
+    split = _split_userinfo(rest)
+    if split is not None:
+        userinfo, rest = split
+        user, colon, _password = userinfo.partition(":")
+        prefix += f"{user}:***@" if colon else f"{user}@"
+    base, question, query = rest.partition("?")
+    return prefix + base + (question + _mask_query_passwords(query) if question else "")
+
+
+def password_fragments(url: str) -> list[str]:
+    """Every spelling of the password(s) in a connection string, and their longer pieces.
+
+    For masking a password inside a message that was not built from ``url`` but may quote it:
+    libpq and the network quote what they parsed, which for a mangled URI is a piece of the
+    password (as a host, a port or a database name), percent-encoded or not.
+
+    Returns:
+        The strings to hide, longest first.
+    """
+    found: list[str] = []
+    for value in (match.group(2) for match in _KEYWORD_PASSWORD.finditer(url)):
+        found.extend((value, _QUOTED_ESCAPE.sub(r"\1", value.strip("'"))))
+    match = _URI_SCHEME.match(url)
+    rest = url[match.end() :] if match else url
+    split = _split_userinfo(rest) if match or "=" not in url else None
+    if split is not None and ":" in split[0]:
+        found.append(split[0].partition(":")[2])
+    query = rest.partition("?")[2] if match else ""
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and unquote(name).strip() == "password":
+            found.append(value)
+    forms: set[str] = set()
+    for password in found:
+        for form in (
+            password,
+            unquote(password),
+            quote(password, safe=""),
+            quote(unquote(password), safe=""),
+        ):
+            if len(form) >= 3:
+                forms.add(form)
+            forms.update(piece for piece in re.split(r"[@/#?:&%\s'\\]", form) if len(piece) >= _MIN_FRAGMENT)
+    return sorted(forms, key=len, reverse=True)
+
+
+def mask_passwords_in(text: str, url: str | None) -> str:
+    """``text`` (e.g. a driver's error message) with the password of ``url`` in any form as ``***``."""
+    if not url:
+        return text
+    for fragment in password_fragments(url):
+        text = text.replace(fragment, "***")
+    return text
 
 
 def _mask_secret(value: str | None) -> str:
@@ -373,7 +465,9 @@ class Settings:
             "WORKER_DEV_HTTP": self.worker_dev_http,
             "WORKER_HTTP_PORT": self.worker_http_port,
             "VIDEOQA_HOME": str(self.home),
-            "DAGSTER_HOME": str(self.dagster_home) if self.dagster_home else f"(unset: {self.home / 'dagster'})",
+            "DAGSTER_HOME": str(self.dagster_home)
+            if self.dagster_home
+            else f"(unset: {self.home / 'dagster'})",
             "VIDEOQA_BLOB_DIR": str(self.blob_root),
             "VIDEOQA_INBOX": f"{self.inbox}" + ("" if self.watches_inbox else " (not watched)"),
             "VIDEOQA_MAX_QUEUED_RUNS": self.max_queued_runs,

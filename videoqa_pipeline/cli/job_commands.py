@@ -7,7 +7,6 @@ daemon) turns pending jobs into runs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -197,11 +196,9 @@ def cancel(job_id: int) -> None:
 
 def _terminate(run_id: str) -> str:
     """Ask the Dagster instance (DAGSTER_HOME) to stop ``run_id``; say what happened."""
-    if not os.environ.get("DAGSTER_HOME"):
-        return f"run {run_id}: set DAGSTER_HOME to terminate it from here, or terminate it in the UI"
-    import dagster as dg
+    from videoqa_pipeline.runner import open_instance
 
-    with dg.DagsterInstance.get() as instance:
+    with open_instance(load_settings()) as instance:
         run = instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
             return f"run {run_id} is not running"

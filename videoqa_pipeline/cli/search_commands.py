@@ -139,11 +139,12 @@ def ask(
     """
     from videoqa_pipeline.search import SearchError, answerer_for
     from videoqa_pipeline.search import ask as ask_videos
+    from videoqa_pipeline.settings import environment
 
     filters = _filters(videos, start, end)
     try:
         searcher = _searcher()
-        answer = ask_videos(question, searcher, answerer_for(searcher), k=k, filters=filters)
+        answer = ask_videos(question, searcher, answerer_for(searcher, environment()), k=k, filters=filters)
     except (SearchError, StorageError, AIProviderError) as error:
         raise click.ClickException(str(error)) from error
     if as_json:

@@ -11,7 +11,6 @@ CLI and the HTTP service search exactly what the pipeline wrote. No Dagster impo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 from videoqa_pipeline.ai.config import AIConfig
@@ -97,18 +96,16 @@ def backend_for(settings: Settings) -> SearchBackend:
     return PostgresSearchBackend(database)
 
 
-def searcher_for(settings: Settings, env: Mapping[str, str] | None = None) -> Searcher:
+def searcher_for(settings: Settings) -> Searcher:
     """A :class:`Searcher` over what the pipeline stored with ``settings``, using the same embedder.
 
     Args:
-        settings: Deployment settings (storage backend, database).
-        env: Environment for the AI settings (default ``os.environ``).
+        settings: Deployment settings (storage backend, database, AI providers).
     """
-    config = AIConfig.from_env(os.environ if env is None else env)
-    return Searcher(backend_for(settings), get_embedder(config))
+    return Searcher(backend_for(settings), get_embedder(settings.ai))
 
 
-def answerer_for(searcher: Searcher, env: Mapping[str, str] | None = None) -> Answerer:
+def answerer_for(searcher: Searcher, env: Mapping[str, str]) -> Answerer:
     """The chat answerer when OpenAI is configured, else the extractive one.
 
     ``VIDEOQA_ASK_PROVIDER`` (``local`` or ``openai``) decides; unset, it follows the other AI
@@ -117,7 +114,6 @@ def answerer_for(searcher: Searcher, env: Mapping[str, str] | None = None) -> An
     Raises:
         SearchError: ``VIDEOQA_ASK_PROVIDER`` has another value.
     """
-    env = os.environ if env is None else env
     config = AIConfig.from_env(env)
     provider = (env.get("VIDEOQA_ASK_PROVIDER") or "").strip().lower() or (
         "openai" if config.openai_api_key else "local"

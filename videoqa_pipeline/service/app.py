@@ -321,7 +321,7 @@ def create_app(
             {
                 "database": lambda: health.check_database(db),
                 "blob_store": lambda: health.check_blob_store(store_factory()),
-                "dagster": health.check_dagster,
+                "dagster": lambda: health.check_dagster(settings.dagster_home),
             }
         )
         body = {

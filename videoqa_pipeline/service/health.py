@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from videoqa_pipeline.storage.blobs import BlobStore
@@ -77,19 +77,17 @@ def check_blob_store(store: BlobStore) -> str:
     return f"wrote and deleted {where}"
 
 
-def check_dagster(env: Mapping[str, str] | None = None) -> str:
+def check_dagster(home: Path | None) -> str:
     """Open the Dagster instance of ``DAGSTER_HOME`` and read its run storage.
 
     Returns:
         What was checked, or "not configured" when ``DAGSTER_HOME`` is unset.
     """
-    env = os.environ if env is None else env
-    home = env.get("DAGSTER_HOME")
     if not home:
         return "not configured (DAGSTER_HOME unset): not checked"
     import dagster as dg  # only when configured: the import costs about a second
 
-    with dg.DagsterInstance.from_config(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         count = instance.get_runs_count()
     return f"instance at {home} answered ({count} runs)"
 

@@ -16,7 +16,6 @@ routes of the same app start instantly.
 from __future__ import annotations
 
 import mimetypes
-import os
 import re
 import threading
 from collections.abc import Callable
@@ -28,7 +27,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from videoqa_pipeline.ai.config import AIConfig
 from videoqa_pipeline.ai.errors import AIProviderError
 from videoqa_pipeline.ai.registry import get_embedder
 from videoqa_pipeline.search import (
@@ -42,7 +40,7 @@ from videoqa_pipeline.search import (
     answerer_for,
     ask,
 )
-from videoqa_pipeline.settings import Settings
+from videoqa_pipeline.settings import Settings, environment
 from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore, validate_key
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.errors import BlobNotFoundError, InvalidBlobKeyError
@@ -141,7 +139,7 @@ class SearchService:
         """The shared searcher (embedder loaded once)."""
         with self._lock:
             if self._searcher is None:
-                embedder = get_embedder(AIConfig.from_env(os.environ))
+                embedder = get_embedder(self.settings.ai)
                 self._searcher = Searcher(self.backend(), embedder)
             return self._searcher
 
@@ -150,7 +148,7 @@ class SearchService:
         searcher = self.searcher()
         with self._lock:
             if self._answerer is None:
-                self._answerer = answerer_for(searcher)
+                self._answerer = answerer_for(searcher, environment())
             return self._answerer
 
     def moment_json(self, moments: list[Any]) -> list[dict[str, Any]]:

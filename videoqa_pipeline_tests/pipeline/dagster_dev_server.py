@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,19 @@ class DagsterDev:
         return self.lingering
 
 
+#: Sections of the repo's dagster.yaml that pin storage under ./.videoqa for a DAGSTER_HOME-less
+#: `dagster dev`; an instance with its own DAGSTER_HOME keeps everything there instead.
+_LOCAL_STORAGE_SECTIONS = ("storage", "local_artifact_storage", "compute_logs")
+
+
+def write_instance_yaml(dagster_home: Path) -> None:
+    """The repo's dagster.yaml (run queue, limits, monitoring) for an instance kept in ``dagster_home``."""
+    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    for section in _LOCAL_STORAGE_SECTIONS:
+        config.pop(section, None)
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
+
+
 def dagster_dev_environment(
     dagster_home: Path, videoqa_home: Path, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -234,7 +247,7 @@ def start_dagster_dev(
     """
     dagster_home.mkdir(parents=True, exist_ok=True)
     videoqa_home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    write_instance_yaml(dagster_home)
     port = port or free_port()
     command = [
         sys.executable,
