@@ -412,7 +412,7 @@ class Settings:
             )
         for name, url in (("AWS_ENDPOINT_URL", self.aws_endpoint_url), ("WEBHOOK_URL", self.webhook_url)):
             if url is not None and urlsplit(url).scheme not in ("http", "https"):
-                problems.append(f"{name}={url!r} must be an http(s):// URL")
+                problems.append(f"{name}={mask_url_password(url)!r} must be an http(s):// URL")
         relative = [str(root) for root in self.allowed_local_roots or () if not root.is_absolute()]
         if relative:
             problems.append(
@@ -447,14 +447,16 @@ class Settings:
             "POSTGRES_TIMEOUT": self.postgres_timeout,
             "AWS_SQS_QUEUE_URL": self.aws_sqs_queue_url or "(unset)",
             "AWS_REGION": self.aws_region,
-            "AWS_ENDPOINT_URL": self.aws_endpoint_url or "(unset)",
+            "AWS_ENDPOINT_URL": mask_url_password(self.aws_endpoint_url)
+            if self.aws_endpoint_url
+            else "(unset)",
             "SQS_MAX_MESSAGES": self.sqs_max_messages,
             "SQS_WAIT_TIME": self.sqs_wait_time,
             "AWS_S3_BUCKET": self.aws_s3_bucket or "(unset)",
             "S3_PREFIX": self.s3_prefix,
             "WEBHOOK_SECRET": _mask_secret(self.webhook_secret),
             "WEBHOOK_PORT": self.webhook_port,
-            "WEBHOOK_URL": self.webhook_url or "(unset)",
+            "WEBHOOK_URL": mask_url_password(self.webhook_url) if self.webhook_url else "(unset)",
             "MAX_FRAMES_PER_VIDEO": self.max_frames_per_video,
             "ENABLE_TRANSCRIPTION": self.enable_transcription,
             "ENABLE_VISION_ANALYSIS": self.enable_vision_analysis,

@@ -24,6 +24,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from videoqa_pipeline.settings import mask_passwords_in
 from videoqa_pipeline.storage.errors import DatabaseUnavailableError, StorageError
 from videoqa_pipeline.storage.migrations import (
     SCHEMA_LOCK_KEY,
@@ -64,7 +65,9 @@ class DatabaseSettings:
 def redact_url(url: str) -> str:
     """Return ``postgresql://host:port/dbname`` for ``url``: no user, no password, no options.
 
-    Unix socket directories are percent-encoded into the host, as libpq accepts them.
+    Unix socket directories are percent-encoded into the host, as libpq accepts them. A URL whose
+    password holds an unencoded ``@`` or ``/`` is read by libpq with a piece of the password as
+    host, port or database name: those pieces are masked too.
     """
     try:
         params = conninfo_to_dict(url)
@@ -73,7 +76,33 @@ def redact_url(url: str) -> str:
     host = str(params.get("host") or "localhost").split(",")[0]
     port = str(params.get("port") or "5432").split(",")[0]
     dbname = str(params.get("dbname") or params.get("user") or "postgres")
-    return f"postgresql://{quote(host, safe='')}:{port}/{quote(dbname, safe='')}"
+    return mask_passwords_in(f"postgresql://{quote(host, safe='')}:{port}/{quote(dbname, safe='')}", url)
+
+
+class _PasswordFilter(logging.Filter):
+    """Masks the passwords of this process's database URLs in psycopg's and its pool's log records.
+
+    The pool logs every failed connection attempt with libpq's message, which quotes what libpq
+    parsed: for a URL it cannot read, the URL itself or a piece of the password.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.urls:
+            message = masked = record.getMessage()
+            for url in tuple(self.urls):
+                masked = mask_passwords_in(masked, url)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+_PASSWORD_FILTER = _PasswordFilter()
+for _name in ("psycopg", "psycopg.pool"):
+    logging.getLogger(_name).addFilter(_PASSWORD_FILTER)
 
 
 class Database:
@@ -106,6 +135,7 @@ class Database:
             if self._url is None:
                 if self.settings.url is not None:
                     self._url = self.settings.url
+                    _PASSWORD_FILTER.urls.add(self._url)
                 else:
                     from videoqa_pipeline.storage.embedded import embedded_database_url
 
@@ -127,11 +157,25 @@ class Database:
         conn.execute(f"SET statement_timeout = {milliseconds}")
         conn.commit()
 
+    def _check_url(self) -> None:
+        """Fail at once, password masked, when libpq cannot read the URL (no pool retries for it)."""
+        try:
+            conninfo_to_dict(self.url)
+            return
+        except psycopg.ProgrammingError as error:
+            problem = mask_passwords_in(str(error), self.url)
+        # Raised outside the handler: the driver's error (which quotes the password) is not chained.
+        raise DatabaseUnavailableError(
+            f"DATABASE_URL cannot be read as a PostgreSQL connection URL: {problem}. Percent-encode "
+            "special characters of the user name and password (@ as %40, / as %2F, # as %23, % as %25)."
+        )
+
     def _get_pool(self) -> ConnectionPool:
         with self._lock:
             if self._pool is not None:
                 return self._pool
             timeout = self.settings.timeout_seconds
+            self._check_url()
             pool = ConnectionPool(
                 self.url,
                 min_size=1,
