@@ -13,7 +13,7 @@ import dagster as dg
 from dagster.components.core.component_tree import ComponentTree
 
 import videoqa_pipeline.defs as defs_package
-from videoqa_pipeline.defs.assets.pipeline import asset_definitions
+from videoqa_pipeline.defs.assets import asset_definitions
 from videoqa_pipeline.defs.checks import check_definitions
 from videoqa_pipeline.defs.executor import defs as executor_definitions
 from videoqa_pipeline.defs.jobs import VIDEO_PIPELINE_JOB, job_definitions

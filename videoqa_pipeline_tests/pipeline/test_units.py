@@ -1,4 +1,4 @@
-"""Pure helpers of the Dagster layer: video IDs, chunking for the index, source fetching, UI formatting."""
+"""Pure helpers of the pipeline: video IDs, chunking for the index, source fetching, UI formatting."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from videoqa_pipeline.fetch import SourceUnavailableError, fetched_source, file_sha256, local_path_of
-from videoqa_pipeline.indexing import TimedText, frame_text, transcript_chunks
 from videoqa_pipeline.media import Keyframe
-from videoqa_pipeline.presentation import format_timestamp, keyframe_gallery, thumbnail_data_uri
+from videoqa_pipeline.steps.indexing import TimedText, frame_text, transcript_chunks
+from videoqa_pipeline.steps.previews import keyframe_gallery, preview_timestamp, thumbnail_data_uri
 from videoqa_pipeline.video_ids import InvalidVideoIdError, validate_video_id, video_id_from_uri
 
 
@@ -130,8 +130,8 @@ def test_http_errors_say_whether_a_retry_can_help(http_base: str) -> None:
 
 
 def test_timestamps_and_thumbnails_for_the_ui() -> None:
-    assert format_timestamp(75.44) == "01:15.4"
-    assert format_timestamp(0) == "00:00.0"
+    assert preview_timestamp(75.44) == "01:15.4"
+    assert preview_timestamp(0) == "00:00.0"
     image = np.zeros((360, 640, 3), dtype=np.uint8)
     image[:, :320] = (0, 0, 255)
     ok, encoded = cv2.imencode(".jpg", image)
