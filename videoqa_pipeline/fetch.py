@@ -10,6 +10,10 @@ internal addresses unless ``VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES`` allows it. T
 checked where it matters, on the connection actually made, for the first request and for every
 redirect, so neither a DNS name resolving to ``127.0.0.1`` nor a redirect to the cloud metadata
 endpoint reaches an internal service.
+
+Completion callbacks are the same risk the other way round (a submitter names the URL, the
+deployment sends to it), so :func:`checked_post` sends them under the same policy and the same
+connection check, and :meth:`SourcePolicy.callback_problem` refuses them at intake.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ SUPPORTED_SCHEMES = ("file", "http", "https", "s3")
 #: ``VIDEOQA_ALLOWED_LOCAL_ROOTS``. SQL producers, the CLI, the inbox and in-process callers are
 #: trusted (they already act with the deployment's own rights).
 REMOTE_SOURCE_KINDS = ("webhook", "sqs")
+
+
+#: What a checked connection is for, as its refusal names it.
+SOURCE = "source"
+CALLBACK = "callback_url"
 
 
 class SourceUnavailableError(Exception):
@@ -110,14 +119,40 @@ class SourcePolicy:
         resolved = Path(os.path.realpath(path))
         return any(resolved.is_relative_to(os.path.realpath(root)) for root in self.allowed_local_roots)
 
-    def check_address(self, url: str, address: str) -> None:
-        """Raise unless fetching ``url`` from ``address`` (an IP) is allowed.
+    def callback_problem(self, callback_url: str | None) -> str | None:
+        """Why this policy refuses sending a completion callback to ``callback_url``, or None.
+
+        The rule of http(s) sources, by name only (no DNS lookup): the delivery checks the address
+        it connects to as well.
+        """
+        if callback_url is None:
+            return None
+        parts = urlsplit(callback_url)
+        if parts.scheme.lower() not in ("http", "https"):
+            return f"callback_url must be an http(s):// URL, got {callback_url[:200]!r}"
+        try:
+            host = parts.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            host = None
+        if not host:
+            return f"callback_url {callback_url[:200]!r} has no host name"
+        if not self.allow_private_network and _is_internal_name(host):
+            return _internal_address_message(callback_url, host, kind=CALLBACK)
+        return None
+
+    def check_address(self, url: str, address: str, *, kind: str = SOURCE) -> None:
+        """Raise unless connecting to ``address`` (an IP) for ``url`` is allowed.
+
+        Args:
+            url: What the connection is for (named in the message).
+            address: The peer address of the connection.
+            kind: :data:`SOURCE` (a fetch) or :data:`CALLBACK` (a completion callback).
 
         Raises:
             SourceUnavailableError: permanent; the address is internal and the policy forbids it.
         """
         if not self.allow_private_network and is_internal_address(address):
-            raise SourceUnavailableError(_internal_address_message(url, address), permanent=True)
+            raise SourceUnavailableError(_internal_address_message(url, address, kind=kind), permanent=True)
 
 
 def is_internal_address(address: str) -> bool:
@@ -143,9 +178,10 @@ def _is_internal_name(host: str) -> bool:
     return is_internal_address(lowered)
 
 
-def _internal_address_message(url: str, address: str) -> str:
+def _internal_address_message(url: str, address: str, *, kind: str = SOURCE) -> str:
+    what = "fetching from" if kind == SOURCE else "sending callbacks to"
     return (
-        f"source {url!r} points at the internal address {address}: fetching from loopback, private or "
+        f"{kind} {url[:300]!r} points at the internal address {address}: {what} loopback, private or "
         "link-local networks is disabled (set VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES=true to allow it)"
     )
 
@@ -221,11 +257,14 @@ def _file_state(path: Path) -> tuple[int, int, int, int] | None:
     return (stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
 
 
-def _checked_connection(base: type[http.client.HTTPConnection], policy: SourcePolicy, url: str) -> Any:
+def _checked_connection(
+    base: type[http.client.HTTPConnection], policy: SourcePolicy, url: str, kind: str
+) -> Any:
     """A connection class that refuses to talk to an address the policy forbids.
 
-    The check runs on the socket's peer address after connecting, so what is checked is what is
-    used: a name that resolves differently on a second lookup (DNS rebinding) gains nothing.
+    The check runs on the socket's peer address after connecting and before a byte is sent, so
+    what is checked is what is used: a name that resolves differently on a second lookup (DNS
+    rebinding) gains nothing.
     """
 
     class CheckedConnection(base):  # type: ignore[valid-type,misc]
@@ -233,12 +272,22 @@ def _checked_connection(base: type[http.client.HTTPConnection], policy: SourcePo
             super().connect()
             peer = self.sock.getpeername()[0]
             try:
-                policy.check_address(f"{url} (host {self.host})", str(peer))
+                if kind == SOURCE:
+                    policy.check_address(f"{url} (host {self.host})", str(peer))
+                else:
+                    policy.check_address(f"{url} (host {self.host})", str(peer), kind=kind)
             except SourceUnavailableError:
                 self.sock.close()
                 raise
 
     return CheckedConnection
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: the 3xx answer is the result (an ``HTTPError``)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
@@ -268,34 +317,79 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-def _opener(policy: SourcePolicy, url: str) -> urllib.request.OpenerDirector:
+def _opener(
+    policy: SourcePolicy, url: str, *, kind: str = SOURCE, follow_redirects: bool = True
+) -> urllib.request.OpenerDirector:
+    redirects: urllib.request.HTTPRedirectHandler = (
+        _CheckedRedirects(policy) if follow_redirects else _NoRedirects()
+    )
     if policy.allow_private_network:
-        return urllib.request.build_opener()
+        return urllib.request.build_opener(redirects)
     proxied = urllib.request.getproxies()
     host = urlsplit(url).hostname or ""
     if proxied and not urllib.request.proxy_bypass(host):
         # Through a proxy the peer is the proxy, not the source: refuse internal names up front and
         # let the proxy's own rules apply beyond that.
-        return urllib.request.build_opener(_CheckedRedirects(policy))
+        return urllib.request.build_opener(redirects)
 
     class CheckedHTTPHandler(urllib.request.HTTPHandler):
         def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(_checked_connection(http.client.HTTPConnection, policy, url), req)
+            return self.do_open(_checked_connection(http.client.HTTPConnection, policy, url, kind), req)
 
     class CheckedHTTPSHandler(urllib.request.HTTPSHandler):
         def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
             return self.do_open(
-                _checked_connection(http.client.HTTPSConnection, policy, url),
+                _checked_connection(http.client.HTTPSConnection, policy, url, kind),
                 req,
                 context=self._context,  # type: ignore[attr-defined]
             )
 
     return urllib.request.build_opener(
-        urllib.request.ProxyHandler({}),
-        CheckedHTTPHandler(),
-        CheckedHTTPSHandler(),
-        _CheckedRedirects(policy),
+        urllib.request.ProxyHandler({}), CheckedHTTPHandler(), CheckedHTTPSHandler(), redirects
     )
+
+
+def checked_post(
+    url: str, body: bytes, headers: Mapping[str, str], *, policy: SourcePolicy, timeout_seconds: float
+) -> int:
+    """POST ``body`` to a callback ``url`` under ``policy``; return the receiver's HTTP status.
+
+    The URL is checked by name first (:meth:`SourcePolicy.callback_problem`), then the address of
+    the connection actually made, as for sources. Redirects are not followed: a 3xx is returned
+    as the status. The receiver's answer body is read (at most 64 KiB, so the connection closes
+    cleanly) and dropped: it is the receiver's business and never shown to anyone.
+
+    Raises:
+        SourceUnavailableError: refused by the policy (``permanent``), or the request failed
+            (connection refused, timeout, TLS or protocol error; not permanent).
+    """
+    problem = policy.callback_problem(url)
+    if problem is not None:
+        raise SourceUnavailableError(problem, permanent=True)
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    opener = _opener(policy, url, kind=CALLBACK, follow_redirects=False)
+    try:
+        with opener.open(request, timeout=timeout_seconds) as response:
+            response.read(64 * 1024)
+            return int(response.status)
+    except SourceUnavailableError:
+        raise
+    except urllib.error.HTTPError as error:
+        error.close()
+        return int(error.code)
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, SourceUnavailableError):
+            raise error.reason from None
+        reason = error.reason
+        raise SourceUnavailableError(f"POST {url} failed: {reason}", permanent=False) from error
+    except TimeoutError as error:
+        raise SourceUnavailableError(
+            f"POST {url} failed: no answer within {timeout_seconds:g} s", permanent=False
+        ) from error
+    except (OSError, http.client.HTTPException) as error:
+        raise SourceUnavailableError(
+            f"POST {url} failed: {type(error).__name__}: {error}", permanent=False
+        ) from error
 
 
 def _download_http(url: str, target: Path, timeout_seconds: float, policy: SourcePolicy) -> None:

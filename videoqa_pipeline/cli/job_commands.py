@@ -122,6 +122,7 @@ def submit(
                 source_uri, video_id=video_id, options=options, callback_url=callback_url, source_kind="cli"
             ),
             strict=True,
+            policy=policy,
         )
     except ledger.JobMessageError as error:
         raise click.ClickException(str(error)) from error

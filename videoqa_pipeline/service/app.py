@@ -154,7 +154,10 @@ class _CallbackLoop:
         while not self._stop.is_set():
             try:
                 report = callbacks.deliver_pending_callbacks(
-                    self._db, secret=self._settings.webhook_secret, default_url=self._settings.webhook_url
+                    self._db,
+                    secret=self._settings.webhook_secret,
+                    default_url=self._settings.webhook_url,
+                    policy=self._settings.source_policy,
                 )
                 for outcome, ids in (
                     ("delivered", report.delivered),

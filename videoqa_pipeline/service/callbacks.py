@@ -15,6 +15,14 @@ Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``callback_next_at
 before sending), so several deliverers never send the same attempt at once. Delivery is at least
 once: the ``webhook-id`` of an outcome is stable across retries, so receivers can deduplicate.
 
+A callback URL is chosen by whoever submitted the job, so it is a way into the deployment's own
+network: every POST goes through :func:`videoqa_pipeline.fetch.checked_post` under the source
+policy (no loopback, private or link-local address unless
+``VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES`` allows it; the address checked on the connection made,
+since DNS may have changed since intake; no redirects followed), ``WEBHOOK_URL`` included. What a
+receiver answers is never stored: ``callback_last_error`` is public (``GET /jobs/{id}``), so it
+holds only "receiver answered HTTP 500", or why the request could not be made.
+
 The event body follows the Standard Webhooks payload shape::
 
     {"type": "job.succeeded", "timestamp": "2025-01-01T12:00:00+00:00",
@@ -33,9 +41,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
 from psycopg.rows import dict_row
 
+from videoqa_pipeline.fetch import SourcePolicy, SourceUnavailableError, checked_post
 from videoqa_pipeline.service.webhooks import sign_headers
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.schema import JOBS_TABLE
@@ -218,11 +226,12 @@ def claim_callbacks(
 
 
 def send_event(
-    client: httpx.Client, event: CallbackEvent, secret: str | None, timeout_seconds: float
+    event: CallbackEvent, secret: str | None, timeout_seconds: float, policy: SourcePolicy
 ) -> str | None:
     """POST one event; return None when the receiver answered 2xx, else the error text.
 
-    Never raises for network or HTTP problems: they are the receiver's, and are recorded.
+    Never raises for network or HTTP problems: they are the receiver's, and are recorded. The
+    text never quotes the receiver's answer (it is shown publicly in ``GET /jobs/{id}``).
     """
     headers = {"content-type": "application/json", "user-agent": USER_AGENT}
     if secret:
@@ -230,12 +239,12 @@ def send_event(
     else:
         headers.update({"webhook-id": event.webhook_id, "webhook-timestamp": str(int(time.time()))})
     try:
-        response = client.post(event.url, content=event.body, headers=headers, timeout=timeout_seconds)
-    except httpx.HTTPError as error:
-        return f"POST {event.url} failed: {type(error).__name__}: {error}"[:2000]
-    if 200 <= response.status_code < 300:
+        status = checked_post(event.url, event.body, headers, policy=policy, timeout_seconds=timeout_seconds)
+    except SourceUnavailableError as error:
+        return str(error)[:1000]
+    if 200 <= status < 300:
         return None
-    return f"POST {event.url} answered HTTP {response.status_code}: {response.text[:300]}"
+    return f"receiver answered HTTP {status}"
 
 
 def _record(db: Database, event: CallbackEvent, error: str | None, max_attempts: int) -> str:
@@ -269,7 +278,7 @@ def deliver_pending_callbacks(
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
-    client: httpx.Client | None = None,
+    policy: SourcePolicy | None = None,
 ) -> DeliveryReport:
     """Send the callbacks that are due now, in parallel, and record each attempt.
 
@@ -285,7 +294,7 @@ def deliver_pending_callbacks(
         timeout_seconds: Per POST.
         max_attempts: Attempts per outcome before giving up (``callback_state = 'gave_up'``).
         max_age_seconds: Outcomes older than this get no first delivery.
-        client: An ``httpx.Client`` to reuse (default: a new one for this call).
+        policy: Where callbacks may be sent (default: the environment's settings, as for sources).
 
     Returns:
         Which jobs were delivered, will be retried, or were given up on, with the errors.
@@ -299,14 +308,9 @@ def deliver_pending_callbacks(
         return report
     if not secret:
         logger.warning("WEBHOOK_SECRET is not set: %d completion callback(s) are sent unsigned", len(events))
-    own_client = client is None
-    http = client or httpx.Client(follow_redirects=False)
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(events)))) as pool:
-            errors = list(pool.map(lambda event: send_event(http, event, secret, timeout_seconds), events))
-    finally:
-        if own_client:
-            http.close()
+    allowed = policy if policy is not None else SourcePolicy.from_env()
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(events)))) as pool:
+        errors = list(pool.map(lambda event: send_event(event, secret, timeout_seconds, allowed), events))
     for event, error in zip(events, errors, strict=True):
         state = _record(db, event, error, max_attempts)
         if state == "delivered":

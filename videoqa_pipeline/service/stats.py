@@ -10,6 +10,7 @@ with short timeouts.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,10 @@ _BYTE_COLUMNS = (
 )
 
 
+#: How attempts used to be recorded, with the start of the receiver's answer; it is not shown.
+_RECEIVER_ANSWER = re.compile(r"^POST \S+ answered HTTP (\d{3}):.*\Z", re.S)
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -61,7 +66,10 @@ def callback_state(db: Database, job_id: int) -> dict[str, Any] | None:
         ).fetchone()
     if row is None:
         return None
-    return {key: _iso(value) if isinstance(value, datetime) else value for key, value in row.items()}
+    state = {key: _iso(value) if isinstance(value, datetime) else value for key, value in row.items()}
+    if state["last_error"]:
+        state["last_error"] = _RECEIVER_ANSWER.sub(r"receiver answered HTTP \1", state["last_error"])
+    return state
 
 
 def peek_jobs(db: Database, limit: int) -> dict[str, Any]:

@@ -434,7 +434,8 @@ def submit_job(
             commit the job together with the producer's own bookkeeping.
         strict: Raise instead of recording invalid requests.
         policy: When given, refuse sources it forbids (a webhook or SQS job naming a local file
-            outside the allowed roots, an http(s) URL naming an internal address).
+            outside the allowed roots, an http(s) URL naming an internal address), and callback
+            URLs naming an internal address.
 
     Returns:
         The job's ID and video ID; ``created`` is False for a duplicate delivery.
@@ -457,7 +458,9 @@ def submit_job(
         if nul is not None:
             raise JobMessageError(f"{nul} contains a NUL character, which text fields cannot hold")
         if policy is not None:
-            refused = policy.problem(request.source_uri, remote=request.source_kind in REMOTE_SOURCE_KINDS)
+            refused = policy.problem(
+                request.source_uri, remote=request.source_kind in REMOTE_SOURCE_KINDS
+            ) or policy.callback_problem(request.callback_url)
             if refused is not None:
                 raise JobMessageError(refused)
         video_id = _checked_video_id(request.video_id, request.source_uri)
@@ -609,8 +612,8 @@ def claim_pending_jobs(db: Database, limit: int, *, policy: SourcePolicy | None 
     Args:
         db: The metadata database.
         limit: Most rows to claim (the caller's per-tick cap and backpressure headroom).
-        policy: What sources may point at (see :func:`source_problem`); None checks only the
-            scheme and that a local file exists.
+        policy: What sources and callback URLs may point at (see :func:`source_problem`); None
+            checks only the source's scheme and that a local file exists.
 
     Returns:
         The queued and the rejected jobs.
@@ -621,7 +624,8 @@ def claim_pending_jobs(db: Database, limit: int, *, policy: SourcePolicy | None 
     rejected: list[Job] = []
     with db.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
-            f"""SELECT id, video_id, source_uri, options, from_stage, source_kind FROM {JOBS_TABLE}
+            f"""SELECT id, video_id, source_uri, options, from_stage, source_kind, callback_url
+                FROM {JOBS_TABLE}
                 WHERE status = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
             (limit,),
         ).fetchall()
@@ -633,6 +637,8 @@ def claim_pending_jobs(db: Database, limit: int, *, policy: SourcePolicy | None 
                 validate_options(row["options"] or {})
                 _checked_stage(row["from_stage"])
                 problem = source_problem(row["source_uri"], source_kind=row["source_kind"], policy=policy)
+                if problem is None and policy is not None:
+                    problem = policy.callback_problem(row["callback_url"])
             except (JobMessageError, InvalidVideoIdError) as error:
                 problem = str(error)
             if problem is None:

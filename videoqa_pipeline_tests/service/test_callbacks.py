@@ -17,14 +17,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from videoqa_pipeline.fetch import SourcePolicy
 from videoqa_pipeline.service import callbacks
 from videoqa_pipeline.service.app import ServiceOptions, create_app
 from videoqa_pipeline.service.webhooks import WebhookVerificationError, secret_key, sign_headers, verify
-from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.blobs import LocalBlobStore
 from videoqa_pipeline.storage.database import Database
-from videoqa_pipeline_tests.service.conftest import SECRET, free_socket, serve, unused_port
+from videoqa_pipeline_tests.service.conftest import SECRET, free_socket, serve, service_settings, unused_port
+
+#: The receivers here listen on loopback, which the default policy refuses (see test_callback_ssrf).
+LOOPBACK_ALLOWED = SourcePolicy(allow_private_network=True)
 
 
 @dataclass
@@ -85,11 +88,11 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
 
 
 def test_webhook_job_gets_a_signed_callback_from_the_service(
-    settings: Settings, ledger_db: Database, service_home: Path, receiver: tuple[Receiver, str]
+    ledger_db: Database, service_home: Path, receiver: tuple[Receiver, str]
 ) -> None:
     state, callback_url = receiver
     app = create_app(
-        settings,
+        service_settings(service_home, VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES="true"),
         ServiceOptions(deliver_callbacks=True, callback_interval_seconds=0.1),
         database=ledger_db,
         blob_store=LocalBlobStore(service_home / "blobs"),
@@ -123,42 +126,55 @@ def test_a_dead_receiver_gets_retries_and_the_job_stays_succeeded(ledger_db: Dat
     run_job_to_success(ledger_db, job_id)
 
     started = time.monotonic()
-    report = callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET, timeout_seconds=2)
+    report = callbacks.deliver_pending_callbacks(
+        ledger_db, secret=SECRET, timeout_seconds=2, policy=LOOPBACK_ALLOWED
+    )
     assert time.monotonic() - started < 10  # refused at once, not hung
     assert report.retrying == [job_id]
     row = callback_row(ledger_db, job_id)
     assert row["status"] == "succeeded" and row["state"] == "retrying" and row["attempts"] == 1
-    assert "ConnectError" in row["last_error"]
+    assert "Connection refused" in row["last_error"]
     # Not due yet: backoff holds it back.
-    assert callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET).attempted == 0
+    assert (
+        callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET, policy=LOOPBACK_ALLOWED).attempted == 0
+    )
 
     state = Receiver()
     with serve(state.app(), sock):
         make_due(ledger_db)
-        report = callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET)
+        report = callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET, policy=LOOPBACK_ALLOWED)
     assert report.delivered == [job_id]
     assert [event["data"]["status"] for event in state.events] == ["succeeded"]
     row = callback_row(ledger_db, job_id)
     assert (row["status"], row["state"], row["attempts"]) == ("succeeded", "delivered", 2)
-    assert "ConnectError" in row["last_error"]  # the history of the failed attempt is kept
-    assert callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET).attempted == 0  # once only
+    assert "Connection refused" in row["last_error"]  # the history of the failed attempt is kept
+    assert (
+        callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET, policy=LOOPBACK_ALLOWED).attempted == 0
+    )  # once only
 
 
 def test_gives_up_after_max_attempts_and_uses_webhook_url_by_default(ledger_db: Database) -> None:
     job_id = ledger.submit_job(ledger_db, ledger.JobRequest(source_uri="s3://bucket/b.mp4")).job_id
     ledger.cancel_job(ledger_db, job_id)
     dead = f"http://127.0.0.1:{unused_port()}/done"
-    assert callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET).attempted == 0  # no URL at all
+    assert (
+        callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET, policy=LOOPBACK_ALLOWED).attempted == 0
+    )  # no URL at all
     for attempt in (1, 2):
         report = callbacks.deliver_pending_callbacks(
-            ledger_db, secret=SECRET, default_url=dead, max_attempts=2
+            ledger_db, secret=SECRET, default_url=dead, max_attempts=2, policy=LOOPBACK_ALLOWED
         )
         assert report.attempted == 1, attempt
         make_due(ledger_db)
     assert report.gave_up == [job_id]
     row = callback_row(ledger_db, job_id)
     assert (row["status"], row["state"], row["attempts"]) == ("cancelled", "gave_up", 2)
-    assert callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET, default_url=dead).attempted == 0
+    assert (
+        callbacks.deliver_pending_callbacks(
+            ledger_db, secret=SECRET, default_url=dead, policy=LOOPBACK_ALLOWED
+        ).attempted
+        == 0
+    )
 
 
 def test_a_requeued_job_that_finishes_again_owes_a_new_callback(
@@ -169,10 +185,14 @@ def test_a_requeued_job_that_finishes_again_owes_a_new_callback(
         ledger_db, ledger.JobRequest(source_uri="s3://bucket/c.mp4", callback_url=callback_url)
     ).job_id
     ledger.cancel_job(ledger_db, job_id)
-    assert callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET).delivered == [job_id]
+    assert callbacks.deliver_pending_callbacks(
+        ledger_db, secret=SECRET, policy=LOOPBACK_ALLOWED
+    ).delivered == [job_id]
     ledger.requeue_job(ledger_db, job_id)
     run_job_to_success(ledger_db, job_id)
-    assert callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET).delivered == [job_id]
+    assert callbacks.deliver_pending_callbacks(
+        ledger_db, secret=SECRET, policy=LOOPBACK_ALLOWED
+    ).delivered == [job_id]
     assert [event["type"] for event in state.events] == ["job.cancelled", "job.succeeded"]
     assert len(set(state.webhook_ids)) == 2
 
