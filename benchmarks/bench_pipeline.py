@@ -6,8 +6,9 @@ Run: ``python benchmarks/bench_pipeline.py [--videos 10] [--seconds 30] [--execu
 Generated videos (five or six scenes, real speech when espeak-ng is installed) go through the
 pipeline in several ways, all in the same run and on the same embedded PostgreSQL and blob store:
 
-* **direct**: the media/AI functions the assets call, in the same order, in one process, with
-  the same blob puts and ``replace_partition`` table writes: the baseline. Models are loaded
+* **direct**: the stage functions the assets call (:mod:`videoqa_pipeline.steps`), in the same
+  order, in one process, each followed by the ``replace_partition`` table write the IO manager
+  makes: the baseline, so the overhead is measured against the real pipeline. Models are loaded
   once (a warm-up video) as in a long-lived worker.
 * **dagster in-process**: :func:`videoqa_pipeline.runner.process_video` (``dg.materialize``,
   the project's in-process executor, an on-disk instance with the repo's ``dagster.yaml``).
@@ -43,6 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,22 +56,20 @@ import dagster as dg  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
-from videoqa_pipeline import media  # noqa: E402
+from videoqa_pipeline import media, steps  # noqa: E402
 from videoqa_pipeline.ai import AIConfig, get_embedder, get_frame_analyzer, get_transcriber  # noqa: E402
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions  # noqa: E402
-from videoqa_pipeline.defs.assets.pipeline import SOURCE_URI_TAG  # noqa: E402
-from videoqa_pipeline.fetch import file_sha256  # noqa: E402
-from videoqa_pipeline.indexing import IndexItem, TimedText, frame_text, transcript_chunks  # noqa: E402
-from videoqa_pipeline.presentation import keyframe_gallery, scenes_preview, transcript_preview  # noqa: E402
-from videoqa_pipeline.records import source_video_row  # noqa: E402
+from videoqa_pipeline.defs.config import PipelineConfig  # noqa: E402
+from videoqa_pipeline.defs.partitions import videos_partitions  # noqa: E402
+from videoqa_pipeline.run_tags import SOURCE_URI_TAG  # noqa: E402
 from videoqa_pipeline.runner import process_video  # noqa: E402
 from videoqa_pipeline.settings import Settings  # noqa: E402
-from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore, blob_key  # noqa: E402
+from videoqa_pipeline.steps import ProcessingOptions  # noqa: E402
+from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore  # noqa: E402
 from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database  # noqa: E402
 from videoqa_pipeline.storage.embedded import release_embedded_database  # noqa: E402
 from videoqa_pipeline.storage.schema import TABLES  # noqa: E402
 from videoqa_pipeline.storage.tables import replace_partition  # noqa: E402
-from videoqa_pipeline.defs.partitions import videos_partitions  # noqa: E402
 
 logger = logging.getLogger("bench_pipeline")
 
@@ -152,162 +152,57 @@ def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 
 def process_direct(
-    video_id: str, path: Path, store: BlobStore, database: Database, ai: AIConfig, max_frames: int
+    video_id: str, path: Path, store: BlobStore, database: Database, ai: AIConfig, options: ProcessingOptions
 ) -> dict[str, float]:
-    """Every stage of the pipeline as plain function calls, mirroring ``assets.py`` step for step.
+    """Every stage as the assets run it: the same :mod:`videoqa_pipeline.steps` functions, in
+    pipeline order, each followed by the ``replace_partition`` write the IO manager makes.
+
+    Upstream tables are handed on in memory (the assets read them back through the IO manager,
+    which counts as orchestration).
 
     Returns:
         Seconds per stage, including its blob and table writes.
     """
     seconds: dict[str, float] = {}
-    with _timed(seconds, "source_video"):
-        info = media.probe(path)
-        key = blob_key(video_id, "source", f"original{path.suffix.lower()}")
-        store.put_file(key, path)
-        source_row = source_video_row(str(path), key, file_sha256(path), info)
-        replace_partition(database, TABLES["source_video"], video_id, pd.DataFrame([source_row]))
-
-    with _timed(seconds, "normalized_video"), tempfile.TemporaryDirectory(prefix="bench-normalize-") as tmp:
-        normalized = media.normalize(path, Path(tmp), max_height=720)
-        video_key = blob_key(video_id, "normalized", "video.mp4")
-        store.put_file(video_key, normalized.video_path)
-        audio_key = None
-        if normalized.audio_path is not None:
-            audio_key = blob_key(video_id, "normalized", "audio.wav")
-            store.put_file(audio_key, normalized.audio_path)
-        normalized_row = {
-            "video_blob_key": video_key,
-            "audio_blob_key": audio_key,
-            "width": normalized.width,
-            "height": normalized.height,
-            "fps": normalized.fps,
-            "duration_seconds": normalized.duration,
-            "video_size_bytes": normalized.video_path.stat().st_size,
-            "audio_size_bytes": normalized.audio_path.stat().st_size if normalized.audio_path else None,
-        }
-        replace_partition(database, TABLES["normalized_video"], video_id, pd.DataFrame([normalized_row]))
-
-    segments: list[TimedText] = []
-    with _timed(seconds, "transcript"):
-        columns = ["segment_index", "start_seconds", "end_seconds", "text", "words", "language", "model"]
-        rows: list[dict[str, Any]] = []
-        if audio_key is not None:
-            with store.local_path(audio_key) as wav:
-                result = get_transcriber(ai).transcribe(wav, language=None)
-            transcript_preview(result.segments)
-            for index, segment in enumerate(result.segments):
-                words = [
-                    {"start": w.start, "end": w.end, "text": w.text, "probability": w.probability}
-                    for w in segment.words
-                ]
-                rows.append(
-                    {
-                        "segment_index": index,
-                        "start_seconds": segment.start,
-                        "end_seconds": segment.end,
-                        "text": segment.text.strip(),
-                        "words": words or None,
-                        "language": result.language,
-                        "model": result.model,
-                    }
-                )
-                segments.append(TimedText(segment.start, segment.end, segment.text.strip()))
-        replace_partition(database, TABLES["transcript"], video_id, pd.DataFrame(rows, columns=columns))
-
-    with _timed(seconds, "scenes"), store.local_path(video_key) as normalized_path:
-        scenes = media.detect_scenes(
-            normalized_path, detector="adaptive", threshold=None, min_scene_len_seconds=0.5
-        )
-        scenes_preview(scenes)
-        scene_rows = [
-            {
-                "scene_index": s.index,
-                "start_seconds": s.start_seconds,
-                "end_seconds": s.end_seconds,
-                "start_frame": s.start_frame,
-                "end_frame": s.end_frame,
-            }
-            for s in scenes
-        ]
-        replace_partition(database, TABLES["scenes"], video_id, pd.DataFrame(scene_rows))
-
-    with _timed(seconds, "keyframes"), store.local_path(video_key) as normalized_path:
-        selected = media.select_scene_indices(len(scenes), max_frames)
-        frames = media.extract_keyframes(
-            normalized_path, media.keyframe_timestamps(scenes, selected), max_width=640
-        )
-        keyframe_gallery(frames, [scenes[i].index for i in selected])
-        keyframe_rows: list[dict[str, Any]] = []
-        for scene_position, frame in zip(selected, frames, strict=True):
-            scene_index = scenes[scene_position].index
-            frame_key = blob_key(video_id, "keyframes", f"scene-{scene_index:05d}.jpg")
-            store.put_bytes(frame_key, frame.jpeg)
-            keyframe_rows.append(
-                {
-                    "scene_index": scene_index,
-                    "timestamp_seconds": frame.timestamp,
-                    "blob_key": frame_key,
-                    "width": frame.width,
-                    "height": frame.height,
-                    "size_bytes": len(frame.jpeg),
-                    "sharpness": frame.sharpness,
-                }
-            )
-        replace_partition(database, TABLES["keyframes"], video_id, pd.DataFrame(keyframe_rows))
-
-    with _timed(seconds, "frame_analyses"):
-        images = [store.get_bytes(row["blob_key"]) for row in keyframe_rows]
-        batch = get_frame_analyzer(ai).analyze(images)
-        analysis_rows: list[dict[str, Any]] = [
-            {
-                "scene_index": row["scene_index"],
-                "timestamp_seconds": row["timestamp_seconds"],
-                "caption": analysis.caption,
-                "labels": list(analysis.labels),
-                "ocr_text": analysis.ocr_text,
-                "model": analysis.model,
-            }
-            for row, analysis in zip(keyframe_rows, batch.analyses, strict=True)
-        ]
-        replace_partition(database, TABLES["frame_analyses"], video_id, pd.DataFrame(analysis_rows))
-
-    with _timed(seconds, "embeddings"):
-        bounds = [(s.start_seconds, s.end_seconds) for s in scenes]
-        items: list[IndexItem] = transcript_chunks(segments, bounds)
-        for row in analysis_rows:
-            text = frame_text(row["caption"], row["labels"], row["ocr_text"])
-            if text:
-                start, end = bounds[row["scene_index"]]
-                items.append(IndexItem("frame", start, end, text))
-        embedding_rows: list[dict[str, Any]] = []
-        if items:
-            embedded = get_embedder(ai).embed([item.text for item in items])
-            embedding_rows = [
-                {
-                    "item_index": index,
-                    "kind": item.kind,
-                    "start_seconds": item.start,
-                    "end_seconds": item.end,
-                    "text": item.text,
-                    "model": embedded.model,
-                    "dimension": embedded.dimension,
-                    "embedding": vector,
-                }
-                for index, (item, vector) in enumerate(zip(items, embedded.vectors, strict=True))
-            ]
-        columns = [
-            "item_index",
-            "kind",
-            "start_seconds",
-            "end_seconds",
-            "text",
-            "model",
-            "dimension",
-            "embedding",
-        ]
-        replace_partition(
-            database, TABLES["embeddings"], video_id, pd.DataFrame(embedding_rows, columns=columns)
-        )
+    tables: dict[str, pd.DataFrame] = {}
+    stages: list[tuple[str, Callable[[], steps.StageResult]]] = [
+        ("source_video", lambda: steps.ingest_source(str(path), video_id, store)),
+        ("normalized_video", lambda: steps.normalize_video(tables["source_video"], video_id, store, options)),
+        (
+            "transcript",
+            lambda: steps.transcribe_audio(
+                tables["normalized_video"], video_id, store, partial(get_transcriber, ai), options
+            ),
+        ),
+        ("scenes", lambda: steps.detect_video_scenes(tables["normalized_video"], video_id, store, options)),
+        (
+            "keyframes",
+            lambda: steps.extract_video_keyframes(
+                tables["scenes"], tables["normalized_video"], video_id, store, options
+            ),
+        ),
+        (
+            "frame_analyses",
+            lambda: steps.analyze_keyframes(
+                tables["keyframes"], video_id, store, partial(get_frame_analyzer, ai), options
+            ),
+        ),
+        (
+            "embeddings",
+            lambda: steps.embed_video(
+                tables["transcript"],
+                tables["scenes"],
+                tables["frame_analyses"],
+                partial(get_embedder, ai),
+                options,
+            ),
+        ),
+    ]
+    for stage, run in stages:
+        with _timed(seconds, stage):
+            frame = run().frame()
+            replace_partition(database, TABLES[stage], video_id, frame)
+        tables[stage] = frame
     return seconds
 
 
@@ -540,7 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     database = get_database(DatabaseSettings(url=None, home=settings.home))
     database.ensure_schema()
     store = LocalBlobStore(settings.blob_root)
-    ai = AIConfig.from_env(os.environ)
+    ai = settings.ai
+    # The run config the Dagster runs get from the same settings.
+    options = ProcessingOptions.of(PipelineConfig.from_settings(settings))
     rss: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -553,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work / "videos" / "warmup.mp4", scene_seconds=(2.0, 2.0), speech="Warm up."
     )
     started = time.perf_counter()
-    process_direct("warmup-direct", warm.path, store, database, ai, args.max_frames)
+    process_direct("warmup-direct", warm.path, store, database, ai, options)
     setup["direct warm-up (loads models)"] = f"{time.perf_counter() - started:.1f} s"
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     started = time.perf_counter()
@@ -571,9 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if mode == "direct":
                 began = time.perf_counter()
                 try:
-                    stages = process_direct(
-                        f"direct-{index}", video.path, store, database, ai, args.max_frames
-                    )
+                    stages = process_direct(f"direct-{index}", video.path, store, database, ai, options)
                     measurements.append(Measurement(mode, index, time.perf_counter() - began, stages))
                 except Exception as error:
                     measurements.append(
@@ -593,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Make sure every compared video has a direct time even when --executor-videos > --videos.
     for index in range(args.videos, args.executor_videos):
         began = time.perf_counter()
-        stages = process_direct(f"direct-{index}", videos[index].path, store, database, ai, args.max_frames)
+        stages = process_direct(f"direct-{index}", videos[index].path, store, database, ai, options)
         measurements.append(Measurement("direct", index, time.perf_counter() - began, stages))
 
     alternatives: list[tuple[str, Callable[[int, Path], tuple[float, bool, str | None]]]] = [
