@@ -282,6 +282,11 @@ class Settings:
     allowed_local_roots: tuple[Path, ...] | None = None
     allow_private_network_sources: bool = False
     fetch_timeout_seconds: float = 60.0
+    http_max_header_bytes: int = 16 * 1024
+    http_max_headers: int = 100
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
+    http_max_body_bytes: int = 64 * 1024
     ai: AIConfig = field(default_factory=lambda: AIConfig.from_env({}))
     parse_problems: tuple[str, ...] = ()
 
@@ -336,6 +341,15 @@ class Settings:
             allowed_local_roots=_paths(local_roots) if local_roots is not None else None,
             allow_private_network_sources=read.boolean("VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES", False),
             fetch_timeout_seconds=read.number("VIDEOQA_FETCH_TIMEOUT", 60.0),
+            http_max_header_bytes=read.integer(
+                "VIDEOQA_HTTP_MAX_HEADER_BYTES", 16 * 1024, low=1024, high=1 << 20
+            ),
+            http_max_headers=read.integer("VIDEOQA_HTTP_MAX_HEADERS", 100, low=1, high=10_000),
+            http_header_timeout=read.number("VIDEOQA_HTTP_HEADER_TIMEOUT", 10.0),
+            http_body_timeout=read.number("VIDEOQA_HTTP_BODY_TIMEOUT", 30.0),
+            http_max_body_bytes=read.integer(
+                "VIDEOQA_HTTP_MAX_BODY_BYTES", 64 * 1024, low=1024, high=64 << 20
+            ),
             ai=AIConfig.from_env(env),
         )
         return dataclasses.replace(settings, parse_problems=tuple(read.problems))
@@ -479,6 +493,11 @@ class Settings:
             or "(none: webhook and SQS jobs cannot name local files)",
             "VIDEOQA_ALLOW_PRIVATE_NETWORK_SOURCES": self.allow_private_network_sources,
             "VIDEOQA_FETCH_TIMEOUT": self.fetch_timeout_seconds,
+            "VIDEOQA_HTTP_MAX_HEADER_BYTES": self.http_max_header_bytes,
+            "VIDEOQA_HTTP_MAX_HEADERS": self.http_max_headers,
+            "VIDEOQA_HTTP_HEADER_TIMEOUT": self.http_header_timeout,
+            "VIDEOQA_HTTP_BODY_TIMEOUT": self.http_body_timeout,
+            "VIDEOQA_HTTP_MAX_BODY_BYTES": self.http_max_body_bytes,
         }
         shown.update(self.ai.describe())
         return {name: str(value) for name, value in shown.items()}
