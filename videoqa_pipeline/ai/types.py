@@ -72,13 +72,20 @@ class TranscriptSegment:
 
 @dataclass
 class Transcript:
-    """The result of transcribing one audio file."""
+    """The result of transcribing one audio file.
+
+    ``language`` is the ISO 639-1 code the speech was transcribed in: detected, or as asked.
+    ``language_probability`` is the detector's confidence when it was detected (None when the
+    language was given or the provider does not say). ``model`` names the model that actually
+    transcribed (the offline default picks one per language).
+    """
 
     language: str | None
     segments: list[TranscriptSegment]
     model: str
     usage: Usage
     duration: float
+    language_probability: float | None = None
 
     @property
     def text(self) -> str:
@@ -86,7 +93,8 @@ class Transcript:
         return " ".join(segment.text.strip() for segment in self.segments if segment.text.strip())
 
     def to_dict(self, include_words: bool = True) -> dict[str, Any]:
-        """Return ``{language, duration, model, segments: [{start, end, text, words?}]}`` in seconds."""
+        """Return ``{language, language_probability?, duration, model, segments: [{start, end, text, words?}]}``
+        (times in seconds)."""
         segments: list[dict[str, Any]] = []
         for segment in self.segments:
             item: dict[str, Any] = {
@@ -103,6 +111,11 @@ class Transcript:
             segments.append(item)
         return {
             "language": self.language,
+            **(
+                {"language_probability": round(self.language_probability, 4)}
+                if self.language_probability is not None
+                else {}
+            ),
             "duration": round(self.duration, 3),
             "model": self.model,
             "segments": segments,

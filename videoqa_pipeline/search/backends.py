@@ -1,9 +1,10 @@
 """Where search reads stored embeddings: PostgreSQL (pgvector or ``real[]``) or Parquet blobs.
 
-Every backend answers the same four questions, so :class:`~videoqa_pipeline.search.retrieval.Searcher`
+Every backend answers the same questions, so :class:`~videoqa_pipeline.search.retrieval.Searcher`
 does not care where the pipeline stored its tables:
 
 * ``vector_hits``: nearest items to a query vector (cosine), same model and dimension only;
+* ``embedding_models``: which models made the stored vectors (search refuses to mix them);
 * ``text_hits``: items whose text matches the query's terms, best first;
 * ``keyframes``: keyframe timestamps and blob keys of some videos;
 * ``video_blob_key``: the normalized video a player should load.
@@ -54,10 +55,23 @@ class SearchBackend(Protocol):
         ...
 
     def text_hits(
-        self, query: str, filters: SearchFilters, limit: int, vector: np.ndarray | None = None
+        self,
+        query: str,
+        filters: SearchFilters,
+        limit: int,
+        vector: np.ndarray | None = None,
+        model: str | None = None,
     ) -> list[Hit]:
         """Up to ``limit`` items matching ``query``'s terms, best first; ``similarity`` set when
-        ``vector`` (the query's embedding) has the item's dimension."""
+        ``vector`` (the query's embedding, made by ``model``) has the item's dimension and model."""
+        ...
+
+    def embedding_models(self, filters: SearchFilters) -> set[str]:
+        """Names of the embedding models whose vectors are stored for the filtered videos."""
+        ...
+
+    def videos_by_model(self, filters: SearchFilters) -> dict[str, list[str]]:
+        """``model -> sorted video ids`` of the filtered videos (slower; for error messages)."""
         ...
 
     def keyframes(self, video_ids: list[str]) -> dict[str, list[tuple[float, str]]]:
@@ -203,15 +217,57 @@ class PostgresSearchBackend:
                 )
         return hits
 
+    def embedding_models(self, filters: SearchFilters) -> set[str]:
+        """Distinct models; without a video filter a loose index scan of the ``(model, dimension)``
+        index (one index probe per model, well under a millisecond at 100k rows), so every
+        search can afford it."""
+        self.database.ensure_schema()
+        with self.database.connection() as conn:
+            if filters.video_ids:
+                rows = conn.execute(
+                    "SELECT DISTINCT model FROM videoqa_embeddings WHERE video_id = ANY(%s)",
+                    (list(filters.video_ids),),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    """WITH RECURSIVE models AS (
+                           (SELECT model FROM videoqa_embeddings ORDER BY model LIMIT 1)
+                           UNION ALL
+                           SELECT (SELECT e.model FROM videoqa_embeddings e WHERE e.model > m.model
+                                   ORDER BY e.model LIMIT 1)
+                           FROM models m WHERE m.model IS NOT NULL
+                       )
+                       SELECT model FROM models WHERE model IS NOT NULL"""
+                ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def videos_by_model(self, filters: SearchFilters) -> dict[str, list[str]]:
+        """Videos per stored model (a full scan of the filtered rows)."""
+        self.database.ensure_schema()
+        clauses, params = self._filters(SearchFilters(video_ids=filters.video_ids))
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+        statement = sql.SQL(
+            "SELECT model, array_agg(DISTINCT video_id ORDER BY video_id) FROM videoqa_embeddings{} GROUP BY model"
+        ).format(where)
+        with self.database.connection() as conn:
+            rows = conn.execute(statement, params).fetchall()
+        return {str(row[0]): list(row[1]) for row in rows}
+
     def text_hits(
-        self, query: str, filters: SearchFilters, limit: int, vector: np.ndarray | None = None
+        self,
+        query: str,
+        filters: SearchFilters,
+        limit: int,
+        vector: np.ndarray | None = None,
+        model: str | None = None,
     ) -> list[Hit]:
         """Items whose ``search_tsv`` matches the query's terms: most terms first, then by ``ts_rank``.
 
         ``ts_rank`` rather than ``ts_rank_cd``: on 100k rows the cover-density rank took half of
         the query's time (p95 37 ms against 16 ms with ``ts_rank``, server side), and chunks of a
         few sentences gain little from proximity. The similarity to the query vector is computed
-        for the returned rows only, after the LIMIT (a materialized CTE keeps it there).
+        for the returned rows only, after the LIMIT (a materialized CTE keeps it there), and only
+        for rows of the query's ``model`` (when given): other models' vectors are not comparable.
         """
         expression = tsquery_text(query)
         if expression is None:
@@ -225,14 +281,15 @@ class PostgresSearchBackend:
         similarity: sql.Composable = sql.SQL("NULL::real")
         similarity_params: list[Any] = []
         in_sql = vector is not None and self.database.has_pgvector
+        same_model = sql.SQL("TRUE") if model is None else sql.SQL("model = {}").format(sql.Literal(model))
         if vector is not None and in_sql:
             dimension = sql.Literal(int(vector.size))
             similarity = sql.SQL(
-                "CASE WHEN dimension = {d} THEN 1 - ((embedding::vector({d})) <=> %s::vector({d})) END"
-            ).format(d=dimension)
+                "CASE WHEN dimension = {d} AND {same} THEN 1 - ((embedding::vector({d})) <=> %s::vector({d})) END"
+            ).format(d=dimension, same=same_model)
             similarity_params = [_vector_literal(vector)]
         elif vector is not None:
-            similarity = sql.SQL("embedding::real[]")
+            similarity = sql.SQL("CASE WHEN {same} THEN embedding::real[] END").format(same=same_model)
         # Items must contain several of the query's terms (see text_query.required_matches): one
         # common word ("long", "time") shared with a question is noise that would outvote vectors.
         terms = query_terms(query)[:MAX_TERMS]
@@ -243,7 +300,7 @@ class PostgresSearchBackend:
             """WITH best AS MATERIALIZED (
                    SELECT * FROM (
                        SELECT video_id, item_index, kind, start_seconds, end_seconds, text, dimension,
-                              embedding, {coverage} AS matched, ts_rank(search_tsv, q) AS rank
+                              model, embedding, {coverage} AS matched, ts_rank(search_tsv, q) AS rank
                        FROM videoqa_embeddings, to_tsquery('simple', %s) AS q
                        WHERE {where}
                    ) AS found
@@ -384,10 +441,26 @@ class ParquetSearchBackend:
         order = np.argsort(-similarities)[:limit]
         return [_parquet_hit(candidates[i][0], candidates[i][1], float(similarities[i])) for i in order]
 
+    def embedding_models(self, filters: SearchFilters) -> set[str]:
+        """Distinct models of the filtered videos' embeddings tables."""
+        return set(self.videos_by_model(filters))
+
+    def videos_by_model(self, filters: SearchFilters) -> dict[str, list[str]]:
+        """Videos per stored model, from the filtered videos' embeddings tables."""
+        found: dict[str, set[str]] = {}
+        for video_id, row in self._items(SearchFilters(video_ids=filters.video_ids)):
+            found.setdefault(str(row.model), set()).add(video_id)
+        return {model: sorted(videos) for model, videos in found.items()}
+
     def text_hits(
-        self, query: str, filters: SearchFilters, limit: int, vector: np.ndarray | None = None
+        self,
+        query: str,
+        filters: SearchFilters,
+        limit: int,
+        vector: np.ndarray | None = None,
+        model: str | None = None,
     ) -> list[Hit]:
-        """Items containing the query's terms, scored by summed IDF."""
+        """Items containing the query's terms, scored by summed IDF; similarity for ``model``'s rows."""
         terms = query_terms(query)
         if not terms:
             return []
@@ -409,7 +482,13 @@ class ParquetSearchBackend:
         scored.sort(key=lambda entry: (-entry[0], -entry[1], entry[2]))
         query_vector = None if vector is None else _unit(vector)
         return [
-            _parquet_hit(items[p][0], items[p][1], _cosine(query_vector, items[p][1].embedding))
+            _parquet_hit(
+                items[p][0],
+                items[p][1],
+                _cosine(query_vector, items[p][1].embedding)
+                if model is None or items[p][1].model == model
+                else None,
+            )
             for _, _, p in scored[:limit]
         ]
 

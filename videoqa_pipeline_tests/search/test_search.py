@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from videoqa_pipeline.ai.types import Embedder
@@ -19,7 +21,9 @@ from videoqa_pipeline.storage.blobs import LocalBlobStore
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.migrations import hnsw_index_name
 from videoqa_pipeline.storage.parquet_tables import write_partition
-from videoqa_pipeline_tests.search.corpus import Corpus, write_corpus
+from videoqa_pipeline.storage.schema import EMBEDDINGS
+from videoqa_pipeline.storage.tables import replace_partition
+from videoqa_pipeline_tests.search.corpus import FACTS, Corpus, corpus_frames, write_corpus
 
 #: Paraphrases (no shared content word with the stored sentence for most) -> (video, scene).
 PARAPHRASES = [
@@ -179,3 +183,52 @@ def test_query_terms_drop_question_words_and_match_word_forms() -> None:
     assert tsquery_text("ferry timetable pier") == (
         "(ferry:* & timetable:*) | (ferry:* & pier:*) | (timetable:* & pier:*)"
     )
+
+
+def test_search_refuses_to_mix_embedding_models(
+    database: Database, backend: str, searcher: Searcher, corpus: Corpus, embedder: Embedder
+) -> None:
+    """A video embedded by another model (here: float32 vectors stored before the int8 default)
+    makes vector search refuse with the models, the videos and the way out; text search still
+    works, a scope without that video works, and re-embedding it with the current model (what
+    `videoqa reprocess VIDEO --from embeddings` does) makes it searchable again."""
+    legacy = f"legacy-{uuid.uuid4().hex[:6]}"
+    frames = corpus_frames(legacy, FACTS["harbor"], embedder)
+    old = frames[EMBEDDINGS.name].assign(model="all-MiniLM-L6-v2")
+    assert embedder.model_name != "all-MiniLM-L6-v2"
+    replace_partition(database, EMBEDDINGS, legacy, old)
+    try:
+        for mode in ("hybrid", "vector"):
+            with pytest.raises(SearchError) as info:
+                searcher.search("ferry timetable", mode=mode)  # type: ignore[arg-type]
+            message = str(info.value)
+            assert f"all-MiniLM-L6-v2: 1 video(s): {legacy}" in message, message
+            assert embedder.model_name in message and "--from embeddings" in message
+            assert "VIDEOQA_EMBED_MODEL=all-MiniLM-L6-v2" in message and "--mode text" in message
+        text = searcher.search("ferry timetable pier", k=10, mode="text")
+        assert legacy in {m.video_id for m in text.moments}
+        # The foreign vectors get no similarity: they are not comparable with the query's.
+        assert all(h.similarity is None for m in text.moments for h in m.hits if h.video_id == legacy)
+        scoped = searcher.search(
+            "ferry timetable", filters=SearchFilters(video_ids=(corpus.video_ids["harbor"],))
+        )
+        assert scoped.moments[0].video_id == corpus.video_ids["harbor"]
+        replace_partition(database, EMBEDDINGS, legacy, frames[EMBEDDINGS.name])
+        found = searcher.search("How frequently does the ferry sail?", k=10)
+        assert legacy in {m.video_id for m in found.moments}
+    finally:
+        with database.connection() as conn:
+            conn.execute("DELETE FROM videoqa_embeddings WHERE video_id = %s", (legacy,))
+
+
+def test_parquet_search_refuses_to_mix_embedding_models(tmp_path, embedder: Embedder) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    write_corpus(lambda spec, video_id, frame: write_partition(store, spec, video_id, frame), embedder, "pq-")
+    frames = corpus_frames("pq-openai", FACTS["kitchen"], embedder)
+    write_partition(
+        store, EMBEDDINGS, "pq-openai", frames[EMBEDDINGS.name].assign(model="text-embedding-3-small")
+    )
+    searcher = Searcher(ParquetSearchBackend(store), embedder)
+    with pytest.raises(SearchError, match=r"text-embedding-3-small: 1 video\(s\): pq-openai"):
+        searcher.search("sourdough bread")
+    assert searcher.search("sourdough recipe", mode="text").moments
