@@ -303,37 +303,16 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "-" if value != value else f"{value:.{digits}f}"  # NaN prints as "-"
 
 
-def print_tables(
-    measurements: list[Measurement],
-    videos: list[media.SampleVideo],
-    rss: dict[str, float],
-    setup: dict[str, Any],
-) -> None:
-    direct_by_video = {m.video_index: m.wall_seconds for m in measurements if m.mode == "direct" and m.ok}
-    modes: list[str] = []
-    for m in measurements:
-        if m.mode not in modes:
-            modes.append(m.mode)
-
-    print()
-    print(
-        f"Videos: {len(videos)} x {_mean([v.duration for v in videos]):.1f} s "
-        f"(1280x720, {len(videos[0].cut_times) + 1} scenes, speech: {'yes' if videos[0].speech_text else 'no'}); "
-        f"cores: {os.cpu_count()}; models warmed once before timing"
-    )
-    for key, value in setup.items():
-        print(f"  {key}: {value}")
-
+def _print_stage_table(measurements: list[Measurement]) -> None:
+    """Per-stage means of direct and Dagster in-process runs, and the time spent outside steps."""
     print()
     print("Per-stage mean seconds (Dagster step time includes its IO manager reads and writes)")
     header = f"{'stage':<18}{'direct':>10}{'dagster in-process':>20}{'ratio':>8}"
     print(header)
     print("-" * len(header))
-    direct_stage = {
-        s: _mean([m.stage_seconds.get(s, 0.0) for m in measurements if m.mode == "direct" and m.ok])
-        for s in STAGES
-    }
+    direct_runs = [m for m in measurements if m.mode == "direct" and m.ok]
     dagster_runs = [m for m in measurements if m.mode == "dagster in-process" and m.ok]
+    direct_stage = {s: _mean([m.stage_seconds.get(s, 0.0) for m in direct_runs]) for s in STAGES}
     dagster_stage = {s: _mean([m.stage_seconds.get(s, 0.0) for m in dagster_runs]) for s in STAGES}
     for stage in STAGES:
         ratio = dagster_stage[stage] / direct_stage[stage] if direct_stage[stage] else float("nan")
@@ -344,15 +323,20 @@ def print_tables(
         f"{'sum of stages':<18}{_fmt(direct_sum):>10}{_fmt(dagster_sum):>20}{_fmt(dagster_sum / direct_sum):>8}"
     )
     dagster_wall = _mean([m.wall_seconds for m in dagster_runs])
-    print(f"{'run wall time':<18}{_fmt(_mean(list(direct_by_video.values()))):>10}{_fmt(dagster_wall):>20}")
+    direct_wall = _mean([m.wall_seconds for m in direct_runs])
+    print(f"{'run wall time':<18}{_fmt(direct_wall):>10}{_fmt(dagster_wall):>20}")
     print(
         f"{'outside steps':<18}{'':>10}{_fmt(dagster_wall - dagster_sum):>20}   (run start/finish, events, definitions)"
     )
 
+
+def _print_mode_table(measurements: list[Measurement]) -> None:
+    """Median wall time per video of every mode, and its overhead over the direct median."""
     # The generated videos are alike (same length, scenes and speech), so every mode is compared
     # with the median direct time over all of them; medians keep a stray slow run (another
     # process waking up on this 2-core machine) from deciding the result.
-    direct_median = statistics.median(direct_by_video.values()) if direct_by_video else float("nan")
+    direct = [m.wall_seconds for m in measurements if m.mode == "direct" and m.ok]
+    direct_median = statistics.median(direct) if direct else float("nan")
     print()
     print(
         f"Modes (median wall time per video; overhead = that minus the direct median of {direct_median:.2f} s; "
@@ -362,7 +346,7 @@ def print_tables(
     print(header)
     print("-" * len(header))
     overheads: dict[str, float] = {}
-    for mode in modes:
+    for mode in dict.fromkeys(m.mode for m in measurements):  # in the order they ran
         runs = [m for m in measurements if m.mode == mode]
         good = [m for m in runs if m.ok]
         wall = statistics.median([m.wall_seconds for m in good]) if good else float("nan")
@@ -379,16 +363,56 @@ def print_tables(
             f"\nDagster in-process overhead {overhead:.2f} s/video {verdict} the {TARGET_OVERHEAD_SECONDS} s target."
         )
 
+
+def print_tables(
+    measurements: list[Measurement],
+    videos: list[media.SampleVideo],
+    rss: dict[str, float],
+    setup: dict[str, Any],
+) -> None:
+    print()
+    print(
+        f"Videos: {len(videos)} x {_mean([v.duration for v in videos]):.1f} s "
+        f"(1280x720, {len(videos[0].cut_times) + 1} scenes, speech: {'yes' if videos[0].speech_text else 'no'}); "
+        f"cores: {os.cpu_count()}; models warmed once before timing"
+    )
+    for key, value in setup.items():
+        print(f"  {key}: {value}")
+    _print_stage_table(measurements)
+    _print_mode_table(measurements)
     print()
     print("Peak RSS (MB)")
     for label, value in rss.items():
         print(f"  {label:<52}{value:>8.0f}")
-    failures = [m for m in measurements if not m.ok]
-    for m in failures:
-        print(f"FAILED {m.mode} video {m.video_index}: {m.error}")
+    for m in measurements:
+        if not m.ok:
+            print(f"FAILED {m.mode} video {m.video_index}: {m.error}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@dataclass
+class Bench:
+    """What every mode runs against: one home (embedded PostgreSQL, blobs), one Dagster instance."""
+
+    work: Path
+    settings: Settings
+    database: Database
+    store: BlobStore
+    options: ProcessingOptions
+    instance: dg.DagsterInstance
+
+    def direct(self, index: int | str, path: Path) -> Measurement:
+        """One video through the stage functions, timed; a failure is recorded, not raised."""
+        began = time.perf_counter()
+        try:
+            stages = process_direct(
+                f"direct-{index}", path, self.store, self.database, self.settings.ai, self.options
+            )
+            return Measurement("direct", -1, time.perf_counter() - began, stages)
+        except Exception as error:
+            return Measurement("direct", -1, time.perf_counter() - began, {}, False, str(error))
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=10, help="videos for direct vs dagster in-process")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each generated video")
@@ -404,9 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--log", type=Path, default=None, help="run logs (default: bench_pipeline.log in the work dir)"
     )
-    args = parser.parse_args(argv)
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="videoqa-bench-pipeline-"))
-    work.mkdir(parents=True, exist_ok=True)
+    return parser.parse_args(argv)
+
+
+def _open_bench(args: argparse.Namespace, work: Path) -> Bench:
+    """Send logs to a file, set the environment every process of every mode shares, open storage."""
     # Run logs (Dagster's console logger, library logs, children's output) go to a file so the
     # console keeps only progress and tables; every mode pays the same cost for writing them.
     log_path = args.log or work / "bench_pipeline.log"
@@ -434,63 +460,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env(os.environ).validate()
     database = get_database(DatabaseSettings(url=None, home=settings.home))
     database.ensure_schema()
-    store = LocalBlobStore(settings.blob_root)
-    ai = settings.ai
-    # The run config the Dagster runs get from the same settings.
-    options = ProcessingOptions.of(PipelineConfig.from_settings(settings))
-    rss: dict[str, float] = {}
+    return Bench(
+        work=work,
+        settings=settings,
+        database=database,
+        store=LocalBlobStore(settings.blob_root),
+        # The run config the Dagster runs get from the same settings.
+        options=ProcessingOptions.of(PipelineConfig.from_settings(settings)),
+        instance=dg.DagsterInstance.from_config(str(dagster_home)),
+    )
 
-    started = time.perf_counter()
-    print(f"Generating {args.videos} videos of {args.seconds:.0f} s in {work} ...", flush=True)
-    videos = make_videos(work / "videos", max(args.videos, args.executor_videos), args.seconds)
-    setup: dict[str, Any] = {"video generation": f"{time.perf_counter() - started:.1f} s"}
 
+def _warm_up(bench: Bench, setup: dict[str, Any]) -> None:
+    """Load the models and run Dagster once, so no timed run pays for either."""
     print("Warming up (model loading, first Dagster run) ...", flush=True)
     warm = media.make_sample_video(
-        work / "videos" / "warmup.mp4", scene_seconds=(2.0, 2.0), speech="Warm up."
+        bench.work / "videos" / "warmup.mp4", scene_seconds=(2.0, 2.0), speech="Warm up."
     )
+    warm_direct = bench.direct("warmup", warm.path)
+    setup["direct warm-up (loads models)"] = f"{warm_direct.wall_seconds:.1f} s, success={warm_direct.ok}"
     started = time.perf_counter()
-    process_direct("warmup-direct", warm.path, store, database, ai, options)
-    setup["direct warm-up (loads models)"] = f"{time.perf_counter() - started:.1f} s"
-    instance = dg.DagsterInstance.from_config(str(dagster_home))
-    started = time.perf_counter()
-    warm_report = process_video(
-        str(warm.path), settings=settings, video_id="warmup-dagster", instance=instance
+    report = process_video(
+        str(warm.path), settings=bench.settings, video_id="warmup-dagster", instance=bench.instance
     )
-    setup["dagster warm-up (first run)"] = (
-        f"{time.perf_counter() - started:.1f} s, success={warm_report.success}"
-    )
-    rss["this process after warm-up"] = peak_rss_mb()
+    setup["dagster warm-up (first run)"] = f"{time.perf_counter() - started:.1f} s, success={report.success}"
 
+
+def _measure_direct_and_in_process(bench: Bench, videos: Sequence[media.SampleVideo]) -> list[Measurement]:
+    """Direct and Dagster in-process runs, alternating video by video so load drift hits both."""
     measurements: list[Measurement] = []
-    for index, video in enumerate(videos[: args.videos]):
+    for index, video in enumerate(videos):
         for mode in ("direct", "dagster in-process") if index % 2 == 0 else ("dagster in-process", "direct"):
             if mode == "direct":
-                began = time.perf_counter()
-                try:
-                    stages = process_direct(f"direct-{index}", video.path, store, database, ai, options)
-                    measurements.append(Measurement(mode, index, time.perf_counter() - began, stages))
-                except Exception as error:
-                    measurements.append(
-                        Measurement(mode, index, time.perf_counter() - began, {}, False, str(error))
-                    )
+                measurement = bench.direct(index, video.path)
             else:
-                measurement = run_dagster_in_process(f"dagster-{index}", video.path, settings, instance)
-                measurement.video_index = index
-                measurements.append(measurement)
-            last = measurements[-1]
+                measurement = run_dagster_in_process(
+                    f"dagster-{index}", video.path, bench.settings, bench.instance
+                )
+            measurement.video_index = index
+            measurements.append(measurement)
             print(
-                f"  video {index:2d} {mode:<20} {last.wall_seconds:6.2f} s {'ok' if last.ok else last.error}",
+                f"  video {index:2d} {mode:<20} {measurement.wall_seconds:6.2f} s "
+                f"{'ok' if measurement.ok else measurement.error}",
                 flush=True,
             )
-    rss["this process after direct + in-process runs"] = peak_rss_mb()
+    return measurements
 
-    # Make sure every compared video has a direct time even when --executor-videos > --videos.
-    for index in range(args.videos, args.executor_videos):
-        began = time.perf_counter()
-        stages = process_direct(f"direct-{index}", videos[index].path, store, database, ai, options)
-        measurements.append(Measurement("direct", index, time.perf_counter() - began, stages))
 
+def _measure_executors(bench: Bench, videos: Sequence[media.SampleVideo]) -> list[Measurement]:
+    """``execute_job`` with each executor, and a fresh run process as dagster dev launches one."""
+    instance = bench.instance
     alternatives: list[tuple[str, Callable[[int, Path], tuple[float, bool, str | None]]]] = [
         (
             "execute_job, in_process_executor",
@@ -502,22 +521,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         (
             "fresh run process (dagster job execute)",
-            lambda i, p: run_cli_subprocess(f"cli-{i}", p, instance, work / "cli-runs.log"),
+            lambda i, p: run_cli_subprocess(f"cli-{i}", p, instance, bench.work / "cli-runs.log"),
         ),
     ]
+    measurements = []
     for label, run in alternatives:
-        for index, video in enumerate(videos[: args.executor_videos]):
+        for index, video in enumerate(videos):
             wall, ok, problem = run(index, video.path)
             measurements.append(Measurement(label, index, wall, {}, ok, problem))
             print(f"  video {index:2d} {label:<40} {wall:6.2f} s {'ok' if ok else problem}", flush=True)
+    return measurements
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="videoqa-bench-pipeline-"))
+    work.mkdir(parents=True, exist_ok=True)
+    bench = _open_bench(args, work)
+    started = time.perf_counter()
+    print(f"Generating {args.videos} videos of {args.seconds:.0f} s in {work} ...", flush=True)
+    videos = make_videos(work / "videos", max(args.videos, args.executor_videos), args.seconds)
+    setup: dict[str, Any] = {"video generation": f"{time.perf_counter() - started:.1f} s"}
+    _warm_up(bench, setup)
+    rss = {"this process after warm-up": peak_rss_mb()}
+
+    measurements = _measure_direct_and_in_process(bench, videos[: args.videos])
+    rss["this process after direct + in-process runs"] = peak_rss_mb()
+    # Make sure every compared video has a direct time even when --executor-videos > --videos.
+    for index in range(args.videos, args.executor_videos):
+        measurements.append(bench.direct(index, videos[index].path))
+        measurements[-1].video_index = index
+    measurements += _measure_executors(bench, videos[: args.executor_videos])
     rss["this process at the end"] = peak_rss_mb()
     if CLI_PEAK_RSS_MB:
         rss["fresh run process (dagster job execute), sampled"] = max(CLI_PEAK_RSS_MB)
 
     print_tables(measurements, videos[: max(args.videos, args.executor_videos)], rss, setup)
-    instance.dispose()
-    database.close()
-    release_embedded_database(settings.home)  # stop the embedded server before its files go
+    bench.instance.dispose()
+    bench.database.close()
+    release_embedded_database(bench.settings.home)  # stop the embedded server before its files go
     if args.work_dir is None and args.log is None:
         shutil.rmtree(work, ignore_errors=True)
     elif args.work_dir is None:
