@@ -417,6 +417,118 @@ def test_ui_shows_the_asset_graph_and_keyframe_thumbnails(
     assert re.search(rf"{MAX_FRAMES} of {MAX_FRAMES} keyframes", body), body
 
 
+ADD_VIDEO_ID = "ui-added"
+ADD_VIDEOS_TIMEOUT_SECONDS = 300.0
+
+
+def _wait_for_job(database: Database, video_id: str, timeout: float) -> tuple[str, str | None]:
+    """The final (status, error) of the newest ledger job for ``video_id``."""
+    deadline = time.monotonic() + timeout
+    state: tuple[str, str | None] = ("missing", None)
+    while time.monotonic() < deadline:
+        with database.connection() as conn:
+            row = conn.execute(
+                "SELECT status, error FROM videoqa_jobs WHERE video_id = %s ORDER BY id DESC LIMIT 1",
+                (video_id,),
+            ).fetchone()
+        if row is not None:
+            state = (str(row[0]), row[1])
+            if state[0] in ("succeeded", "failed", "cancelled"):
+                return state
+        time.sleep(1.0)
+    return state
+
+
+def _type_launchpad_config(page: Any, config: str) -> None:
+    """Replace the Launchpad's run config with ``config``, as a user pasting it would."""
+    editor = page.locator(".CodeMirror").first
+    editor.wait_for(state="visible")
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(config)
+
+
+@pytest.mark.timeout(900)
+def test_ui_adds_a_video_with_add_videos_then_backfills_it_with_other_run_config(
+    dagster_dev: DagsterDev, backfill: Backfill
+) -> None:
+    """The README's UI path, click by click: Launchpad of add_videos, the job sensor's run, the
+    keyframes of the new partition, then a backfill of it with another max_frames_per_video."""
+    sync_playwright = _browser_or_skip()
+    clip = media.make_sample_video(
+        dagster_dev.videoqa_home.parent / "media" / "ui-added.mp4",
+        scene_seconds=(2.0,) * SCENES_PER_CLIP,
+        audio=True,
+        preset="ultrafast",
+    ).path
+    config = (
+        f'ops:\n  add_videos:\n    config:\n      sources: ["{clip}"]\n'
+        f'      video_ids: ["{ADD_VIDEO_ID}"]\n      max_frames_per_video: {MAX_FRAMES}\n'
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(
+                f"{dagster_dev.base_url}/locations/videoqa_pipeline/jobs/add_videos/playground",
+                wait_until="networkidle",
+            )
+            _dismiss_first_visit_dialog(page)
+            _type_launchpad_config(page, config)
+            page.screenshot(path=str(ARTIFACTS / "dagster-add-videos-launchpad.png"))
+            page.get_by_role("button", name="Launch Run").click()
+            page.wait_for_url(re.compile(r".*/runs/[0-9a-f-]+.*"), timeout=60_000)
+            status, error = _wait_for_job(_database(dagster_dev), ADD_VIDEO_ID, ADD_VIDEOS_TIMEOUT_SECONDS)
+            assert status == "succeeded", (
+                f"job for {ADD_VIDEO_ID}: {status} {error}\n{dagster_dev.log_tail()}"
+            )
+            page.goto(
+                f"{dagster_dev.base_url}/assets/keyframes?view=partitions&partition={ADD_VIDEO_ID}",
+                wait_until="networkidle",
+            )
+            page.get_by_text(ADD_VIDEO_ID, exact=True).first.wait_for(state="visible")
+            page.get_by_text("thumbnails").first.wait_for(state="visible")
+            page.screenshot(path=str(ARTIFACTS / "dagster-add-videos-keyframes.png"))
+        finally:
+            browser.close()
+
+    rows = read_partition(_database(dagster_dev), TABLES["keyframes"], ADD_VIDEO_ID)
+    assert len(rows) == MAX_FRAMES
+    # The partition remembers its source: a backfill with other run config finds it again.
+    launched = dagster_dev.graphql(
+        LAUNCH_BACKFILL_MUTATION,
+        {
+            "backfillParams": {
+                "assetSelection": [{"path": [name]} for name in ASSETS],
+                "partitionNames": [ADD_VIDEO_ID],
+                "runConfigData": {"resources": {"pipeline_config": {"config": {"max_frames_per_video": 1}}}},
+                "title": "re-run with one keyframe",
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    deadline = time.monotonic() + BACKFILL_TIMEOUT_SECONDS
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = dagster_dev.graphql(BACKFILL_STATUS_QUERY, {"backfillId": launched["backfillId"]})[
+            "partitionBackfillOrError"
+        ]
+        if (
+            state["status"] in TERMINAL_BACKFILL_STATUSES
+            and all(run["status"] in TERMINAL_RUN_STATUSES for run in state["runs"])
+            and state["runs"]
+        ):
+            break
+        time.sleep(2.0)
+    statuses = [run["status"] for run in state.get("runs", [])]
+    failures = {run["runId"]: _run_failures(dagster_dev, run["runId"]) for run in state.get("runs", [])}
+    assert statuses and all(status == "SUCCESS" for status in statuses), failures
+    assert len(read_partition(_database(dagster_dev), TABLES["keyframes"], ADD_VIDEO_ID)) == 1
+
+
 @pytest.mark.timeout(120)
 def test_stopping_dagster_dev_ends_its_whole_process_group(dagster_dev: DagsterDev) -> None:
     assert dagster_dev.group_processes(), "dagster dev should be running before it is stopped"
