@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
 from videoqa_pipeline.defs.config import PipelineConfig
@@ -144,6 +145,31 @@ def test_videoqa_demo_runs_end_to_end_from_a_fresh_folder(tmp_path: Path) -> Non
     assert steps["transcript"]["metadata"]["words"] > 10
     assert steps["embeddings"]["metadata"]["dimension"] == 384
     assert (tmp_path / "home" / "pgdata").is_dir(), "the embedded database lives under VIDEOQA_HOME"
+    # The run went to the persistent instance the UI reads, with its partition and materializations.
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home" / "dagster"))) as instance:
+        run = instance.get_run_by_id(report["run_id"])
+        assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+        assert instance.has_dynamic_partition("videos", "sample")
+        assert instance.get_latest_materialization_event(dg.AssetKey("embeddings")) is not None
+
+
+def test_dagster_dev_from_this_folder_keeps_history_where_the_cli_writes(tmp_path: Path) -> None:
+    """Without DAGSTER_HOME, `dagster dev` in the repo reads dagster.yaml, whose storage is the
+    default VIDEOQA_HOME's instance folder: the one `videoqa demo` writes to."""
+    repo = Path(__file__).resolve().parents[2]
+    ref = InstanceRef.from_dir(str(tmp_path / "temporary"), config_dir=str(repo))
+    previous = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        with dg.DagsterInstance.from_ref(ref) as instance:
+            instance.add_dynamic_partitions("videos", ["from-dev"])
+        default_home = Settings.from_env({}).dagster_instance_dir
+        with dg.DagsterInstance.from_ref(
+            InstanceRef.from_dir(str((tmp_path / default_home).resolve()))
+        ) as cli:
+            assert cli.has_dynamic_partition("videos", "from-dev")
+    finally:
+        os.chdir(previous)
 
 
 def test_process_reports_bad_input_as_one_readable_line(tmp_path: Path) -> None:
