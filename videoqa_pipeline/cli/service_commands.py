@@ -70,6 +70,7 @@ def serve(host: str, port: int | None, insecure_dev: bool, callbacks: bool) -> N
     import uvicorn
 
     from videoqa_pipeline.service.app import ServiceConfigError, ServiceOptions, create_app
+    from videoqa_pipeline.service.server import uvicorn_config
 
     settings = Settings.from_env()
     problems = [
@@ -106,9 +107,8 @@ def serve(host: str, port: int | None, insecure_dev: bool, callbacks: bool) -> N
         except ServiceConfigError as error:
             raise click.ClickException(str(error)) from error
         click.echo(f"videoqa serve: {', '.join(groups)} on http://{host}:{number}", err=True)
-        config = uvicorn.Config(
-            app, host=host, port=number, log_level=settings.log_level.lower(), access_log=False
-        )
+        # HTTP/1.1 with bounded request heads and header timeouts (VIDEOQA_HTTP_*): see service/server.py.
+        config = uvicorn_config(app, settings, host=host, port=number, log_level=settings.log_level.lower())
         servers.append(uvicorn.Server(config))
     asyncio.run(_serve_all(servers))
 

@@ -13,8 +13,14 @@ differ (see :mod:`videoqa_pipeline.cli.service_commands`).
 
 Webhook intake order (each step answers with its own 4xx and writes nothing):
 body size (413) → signature headers, timestamp, HMAC (401) → UTF-8 JSON object (400) → job fields
-(422) → ledger insert. The ledger row exists before the response: 202 for a new job, 200 with the
-same job ID when the ``webhook-id`` was already recorded (a replay or a sender's retry).
+and where source and callback may point (422) → ledger insert. The ledger row exists before the
+response: 202 for a new job, 200 with the same job ID when the ``webhook-id`` was already recorded
+(a replay or a sender's retry).
+
+Every request passes :class:`~videoqa_pipeline.service.guard.RequestGuard` first: header count and
+body time limits, one mapping of errors to answers (a client's mistake is a 4xx with the reason,
+never a 500), and every answer counted in ``/metrics``. Request bodies are read and decoded by
+:mod:`videoqa_pipeline.service.bodies` only.
 """
 
 from __future__ import annotations
@@ -22,23 +28,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
+import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from videoqa_pipeline.fetch import SourcePolicy
 from videoqa_pipeline.service import callbacks, health, search_routes, stats
+from videoqa_pipeline.service.bodies import ClientError, decode_json, read_body
+from videoqa_pipeline.service.guard import RequestGuard
 from videoqa_pipeline.service.metrics import CONTENT_TYPE, ServiceMetrics
 from videoqa_pipeline.service.openapi import openapi_document
 from videoqa_pipeline.service.webhooks import (
@@ -52,12 +60,10 @@ from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore
 from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
-from videoqa_pipeline.storage.errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
 
-#: Largest accepted webhook body. A job message is a few hundred bytes; this leaves room for options.
-DEFAULT_MAX_BODY_BYTES = 64 * 1024
+_INTEGER = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 
 WEBHOOK_ROUTES = "webhook"
 OPERATIONS_ROUTES = "operations"
@@ -74,7 +80,7 @@ class ServiceOptions:
     Attributes:
         routes: Route groups to serve: ``webhook`` and/or ``operations``.
         insecure_dev: Accept unsigned webhooks when ``WEBHOOK_SECRET`` is unset (local development only).
-        max_body_bytes: Largest accepted webhook body.
+        max_body_bytes: Largest accepted request body (default: ``VIDEOQA_HTTP_MAX_BODY_BYTES``).
         tolerance_seconds: Largest accepted distance of ``webhook-timestamp`` from the clock.
         deliver_callbacks: Run the completion-callback loop in this process.
         callback_interval_seconds: Pause between callback passes (default: WORKER_POLL_MS).
@@ -82,14 +88,10 @@ class ServiceOptions:
 
     routes: Collection[str] = (WEBHOOK_ROUTES, OPERATIONS_ROUTES)
     insecure_dev: bool = False
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes: int | None = None
     tolerance_seconds: int = 5 * 60
     deliver_callbacks: bool = False
     callback_interval_seconds: float | None = None
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _submit(db: Database, request: ledger.JobRequest, policy: SourcePolicy) -> ledger.SubmittedJob:
@@ -131,7 +133,7 @@ def blob_store_for(settings: Settings) -> BlobStore:
 class _CallbackLoop:
     """A daemon thread delivering due completion callbacks until stopped.
 
-    A thread, not an asyncio task: delivery is blocking I/O (psycopg, httpx) and must never slow
+    A thread, not an asyncio task: delivery is blocking I/O (psycopg, HTTP) and must never slow
     the event loop that answers webhooks. Errors are logged and the loop goes on.
     """
 
@@ -173,90 +175,45 @@ class _CallbackLoop:
             self._stop.wait(self._interval)
 
 
-def create_app(
-    settings: Settings,
-    options: ServiceOptions | None = None,
-    *,
-    database: Database | None = None,
-    blob_store: BlobStore | None = None,
-) -> Starlette:
-    """Build the service app.
-
-    Args:
-        settings: The deployment's settings (validated by the caller, except the webhook secret
-            rule, which this function enforces itself so ``insecure_dev`` can relax it).
-        options: Route groups and limits (default: both groups, signed intake).
-        database: The ledger database (default: the process's pool for ``settings``).
-        blob_store: The blob store to probe in ``/readyz`` (default: from FILE_STORAGE).
-
-    Returns:
-        The Starlette app; the ledger schema is migrated on startup.
+def _webhook_keys(settings: Settings, options: ServiceOptions) -> list[bytes] | None:
+    """The HMAC keys of webhook intake, or None for unsigned intake (``insecure_dev`` only).
 
     Raises:
-        ServiceConfigError: webhook routes without ``WEBHOOK_SECRET`` (and not ``insecure_dev``), an
-            unusable secret, or no route group at all.
+        ServiceConfigError: no ``WEBHOOK_SECRET`` (and not ``insecure_dev``), or an unusable one.
     """
-    options = options or ServiceOptions()
-    routes_wanted = set(options.routes)
-    unknown = routes_wanted - {WEBHOOK_ROUTES, OPERATIONS_ROUTES}
-    if unknown or not routes_wanted:
+    if settings.webhook_secret:
+        try:
+            return [secret_key(settings.webhook_secret)]
+        except WebhookSecretError as error:
+            raise ServiceConfigError(str(error)) from None
+    if not options.insecure_dev:
         raise ServiceConfigError(
-            f"route groups {sorted(unknown) or '(none)'} are not served: choose webhook and/or operations"
+            "WEBHOOK_SECRET is not set: the webhook endpoint refuses to start without it. Set "
+            "WEBHOOK_SECRET to a long random string (e.g. `openssl rand -base64 32`), or pass "
+            "--insecure-dev to accept unsigned webhooks on a development machine"
         )
-    keys: list[bytes] | None = None
-    if WEBHOOK_ROUTES in routes_wanted:
-        if settings.webhook_secret:
-            try:
-                keys = [secret_key(settings.webhook_secret)]
-            except WebhookSecretError as error:
-                raise ServiceConfigError(str(error)) from None
-        elif not options.insecure_dev:
-            raise ServiceConfigError(
-                "WEBHOOK_SECRET is not set: the webhook endpoint refuses to start without it. Set "
-                "WEBHOOK_SECRET to a long random string (e.g. `openssl rand -base64 32`), or pass "
-                "--insecure-dev to accept unsigned webhooks on a development machine"
-            )
-        else:
-            logger.warning(
-                "!!! INSECURE: WEBHOOK_SECRET is unset and --insecure-dev is on: POST /webhook/jobs accepts "
-                "UNSIGNED requests from anyone who can reach this port. Never run this in production. !!!"
-            )
-    db = database or database_for(settings)
-    store_factory: Callable[[], BlobStore] = (
-        (lambda: blob_store) if blob_store else (lambda: blob_store_for(settings))
+    logger.warning(
+        "!!! INSECURE: WEBHOOK_SECRET is unset and --insecure-dev is on: POST /webhook/jobs accepts "
+        "UNSIGNED requests from anyone who can reach this port. Never run this in production. !!!"
     )
-    metrics = ServiceMetrics(db)
+    return None
 
-    def instrumented(
-        route: str, handler: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def wrapper(request: Request) -> Response:
-            started = time.perf_counter()
-            try:
-                response = await handler(request)
-            except (DatabaseUnavailableError, psycopg.OperationalError) as error:
-                logger.warning("%s %s: %s", request.method, route, error)
-                response = _error(503, "database_unavailable", str(error), retry_after_seconds=5)
-                response.headers["retry-after"] = "5"
-            metrics.observe(route, request.method, response.status_code, time.perf_counter() - started)
-            return response
 
-        return wrapper
+@dataclass(frozen=True)
+class _Context:
+    """What the handlers of one app share."""
 
-    # ---------------------------------------------------------------- webhook intake
+    settings: Settings
+    options: ServiceOptions
+    db: Database
+    metrics: ServiceMetrics
+    store_factory: Callable[[], BlobStore]
+    max_body_bytes: int
 
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > options.max_body_bytes:
-            raise _BodyTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > options.max_body_bytes:
-                raise _BodyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+def _webhook_route(context: _Context, keys: list[bytes] | None) -> Route:
+    """``POST /webhook/jobs``: verify, decode, validate, record; every refusal counted by reason."""
+    settings, options, db, metrics = context.settings, context.options, context.db, context.metrics
 
     def rejected(reason: str, status: int, detail: str) -> JSONResponse:
         metrics.webhooks.labels(reason).inc()
@@ -264,28 +221,18 @@ def create_app(
 
     async def receive_job(request: Request) -> Response:
         try:
-            body = await read_body(request)
-        except _BodyTooLarge:
-            return rejected(
-                "body_too_large",
-                413,
-                f"the body is larger than {options.max_body_bytes} bytes: a job message is a small JSON "
-                "object; pass large data by URI (source_uri)",
-            )
-        if keys is not None:
-            try:
+            body = await read_body(request, context.max_body_bytes)
+            if keys is not None:
                 verified = verify(keys, request.headers, body, tolerance_seconds=options.tolerance_seconds)
-            except WebhookVerificationError as error:
-                return rejected(error.reason, 401, str(error))
-            webhook_id = verified.webhook_id
-        else:
-            webhook_id = request.headers.get(ID_HEADER) or f"insecure-{time.time_ns()}"
-        try:
-            decoded = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError:
-            return rejected("invalid_json", 400, "the body is not UTF-8 text: send a JSON object")
-        except json.JSONDecodeError as error:
-            return rejected("invalid_json", 400, f"the body is not valid JSON: {error}")
+                webhook_id = verified.webhook_id
+            else:
+                webhook_id = request.headers.get(ID_HEADER) or f"insecure-{time.time_ns()}"
+            decoded = decode_json(body)
+        except WebhookVerificationError as error:
+            return rejected(error.reason, 401, str(error))
+        except ClientError as error:
+            metrics.webhooks.labels(error.error).inc()
+            raise
         if not isinstance(decoded, dict):
             return rejected(
                 "invalid_job",
@@ -299,8 +246,7 @@ def create_app(
             submitted = await run_in_threadpool(_submit, db, job_request, settings.source_policy)
         except ledger.JobMessageError as error:
             return rejected("invalid_job", 422, str(error))
-        outcome = "accepted" if submitted.created else "duplicate"
-        metrics.webhooks.labels(outcome).inc()
+        metrics.webhooks.labels("accepted" if submitted.created else "duplicate").inc()
         return JSONResponse(
             {
                 "job_id": submitted.job_id,
@@ -312,18 +258,30 @@ def create_app(
             status_code=202 if submitted.created else 200,
         )
 
-    # ---------------------------------------------------------------- operations
+    return Route("/webhook/jobs", receive_job, methods=["POST"])
 
-    async def healthz(request: Request) -> Response:
-        if request.query_params.get("ready") in ("1", "true", "yes"):
-            return await readyz(request)
-        return JSONResponse({"status": "ok"})
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw):
+        raise ClientError(400, "invalid_parameter", f"{name}={raw[:40]!r} is not an integer")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ClientError(400, "invalid_parameter", f"{name}={value} must be between {low} and {high}")
+    return value
+
+
+def _health_routes(context: _Context) -> tuple[Route, Route]:
+    """``/healthz`` (liveness, or readiness with ``?ready=1``) and ``/readyz``."""
+    settings, db = context.settings, context.db
 
     async def readyz(request: Request) -> Response:
         ready, results = await health.readiness(
             {
                 "database": lambda: health.check_database(db),
-                "blob_store": lambda: health.check_blob_store(store_factory()),
+                "blob_store": lambda: health.check_blob_store(context.store_factory()),
                 "dagster": lambda: health.check_dagster(settings.dagster_home),
             }
         )
@@ -334,30 +292,27 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    def int_param(request: Request, name: str, default: int, low: int, high: int) -> int | JSONResponse:
-        raw = request.query_params.get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            return _error(400, "invalid_parameter", f"{name}={raw[:40]!r} is not an integer")
-        if not low <= value <= high:
-            return _error(400, "invalid_parameter", f"{name}={value} must be between {low} and {high}")
-        return value
+    async def healthz(request: Request) -> Response:
+        if request.query_params.get("ready") in ("1", "true", "yes"):
+            return await readyz(request)
+        return JSONResponse({"status": "ok"})
+
+    return Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])
+
+
+def _operations_routes(context: _Context) -> list[Route]:
+    """``/jobs/peek``, ``/jobs/{id}``, ``/stats``, ``/metrics``."""
+    settings, db, metrics = context.settings, context.db, context.metrics
 
     async def jobs_peek(request: Request) -> Response:
-        limit = int_param(request, "limit", 10, 1, stats.MAX_PEEK)
-        if isinstance(limit, JSONResponse):
-            return limit
+        limit = _int_param(request, "limit", 10, 1, stats.MAX_PEEK)
         return JSONResponse(await run_in_threadpool(stats.peek_jobs, db, limit))
 
     async def job_detail(request: Request) -> Response:
         raw = request.path_params["job_id"]
-        try:
-            job_id = int(raw)
-        except ValueError:
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
             return _error(400, "invalid_parameter", f"job ID {raw[:40]!r} is not an integer")
+        job_id = int(raw)
         if not 0 < job_id < 2**63:
             return _error(404, "not_found", f"no job {job_id} in the ledger")
 
@@ -386,39 +341,17 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
 
-    served: set[str] = set()
-    routes: list[Route] = []
-    if WEBHOOK_ROUTES in routes_wanted:
-        routes.append(Route("/webhook/jobs", instrumented("/webhook/jobs", receive_job), methods=["POST"]))
-        served.add(WEBHOOK_ROUTES)
-    routes.append(Route("/healthz", instrumented("/healthz", healthz), methods=["GET"]))
-    if OPERATIONS_ROUTES in routes_wanted:
-        routes.extend(
-            [
-                Route("/readyz", instrumented("/readyz", readyz), methods=["GET"]),
-                Route("/jobs/peek", instrumented("/jobs/peek", jobs_peek), methods=["GET"]),
-                Route("/jobs/{job_id}", instrumented("/jobs/{job_id}", job_detail), methods=["GET"]),
-                Route("/stats", instrumented("/stats", stats_endpoint), methods=["GET"]),
-                Route("/metrics", instrumented("/metrics", metrics_endpoint), methods=["GET"]),
-            ]
-        )
-        served.add(OPERATIONS_ROUTES)
-        # Search, ask, their media and the search page (see search_routes.py).
-        search_service = search_routes.SearchService(settings, db, store_factory)
-        handlers = search_routes.build_search_handlers(search_service)
-        methods = {"/ask": ["POST"]}
-        routes.extend(
-            Route(path, instrumented(path, handler), methods=methods.get(path, ["GET"]))
-            for path, handler in handlers.items()
-        )
-    document = openapi_document(served)
-    if OPERATIONS_ROUTES in served:
-        document["paths"].update(search_routes.OPENAPI_PATHS)
+    return [
+        Route("/jobs/peek", jobs_peek, methods=["GET"]),
+        Route("/jobs/{job_id}", job_detail, methods=["GET"]),
+        Route("/stats", stats_endpoint, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
 
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(document)
 
-    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+def _lifespan(context: _Context) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """Migrate the ledger at startup (without failing), and run the callback loop when asked."""
+    settings, options, db = context.settings, context.options, context.db
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -428,8 +361,11 @@ def create_app(
             logger.error("could not prepare the ledger schema at startup: %s", error)
         loop: _CallbackLoop | None = None
         if options.deliver_callbacks:
+            refused = settings.source_policy.callback_problem(settings.webhook_url)
+            if refused is not None:
+                logger.warning("WEBHOOK_URL will not be called: %s", refused)
             interval = options.callback_interval_seconds or settings.worker_poll_ms / 1000
-            loop = _CallbackLoop(settings, db, metrics, interval)
+            loop = _CallbackLoop(settings, db, context.metrics, interval)
             loop.start()
         try:
             yield
@@ -437,7 +373,76 @@ def create_app(
             if loop is not None:
                 await asyncio.to_thread(loop.stop)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.metrics = metrics
+    return lifespan
+
+
+def create_app(
+    settings: Settings,
+    options: ServiceOptions | None = None,
+    *,
+    database: Database | None = None,
+    blob_store: BlobStore | None = None,
+) -> Starlette:
+    """Build the service app.
+
+    Args:
+        settings: The deployment's settings (validated by the caller, except the webhook secret
+            rule, which this function enforces itself so ``insecure_dev`` can relax it).
+        options: Route groups and limits (default: both groups, signed intake).
+        database: The ledger database (default: the process's pool for ``settings``).
+        blob_store: The blob store to probe in ``/readyz`` (default: from FILE_STORAGE).
+
+    Returns:
+        The Starlette app; the ledger schema is migrated on startup.
+
+    Raises:
+        ServiceConfigError: webhook routes without ``WEBHOOK_SECRET`` (and not ``insecure_dev``), an
+            unusable secret, or no route group at all.
+    """
+    options = options or ServiceOptions()
+    served = set(options.routes)
+    unknown = served - {WEBHOOK_ROUTES, OPERATIONS_ROUTES}
+    if unknown or not served:
+        raise ServiceConfigError(
+            f"route groups {sorted(unknown) or '(none)'} are not served: choose webhook and/or operations"
+        )
+    keys = _webhook_keys(settings, options) if WEBHOOK_ROUTES in served else None
+    db = database or database_for(settings)
+    context = _Context(
+        settings=settings,
+        options=options,
+        db=db,
+        metrics=ServiceMetrics(db),
+        store_factory=(lambda: blob_store) if blob_store else (lambda: blob_store_for(settings)),
+        max_body_bytes=options.max_body_bytes or settings.http_max_body_bytes,
+    )
+    healthz, readyz = _health_routes(context)
+    routes: list[Route] = [healthz]
+    if WEBHOOK_ROUTES in served:
+        routes.append(_webhook_route(context, keys))
+    document = openapi_document(served)
+    if OPERATIONS_ROUTES in served:
+        routes.extend([readyz, *_operations_routes(context)])
+        # Search, ask, their media and the search page (see search_routes.py).
+        search_service = search_routes.SearchService(settings, db, context.store_factory)
+        handlers = search_routes.build_search_handlers(search_service, max_body_bytes=context.max_body_bytes)
+        methods = {"/ask": ["POST"]}
+        routes.extend(
+            Route(path, handler, methods=methods.get(path, ["GET"])) for path, handler in handlers.items()
+        )
+        document["paths"].update(search_routes.OPENAPI_PATHS)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    guard = Middleware(
+        RequestGuard,
+        metrics=context.metrics,
+        max_headers=settings.http_max_headers,
+        body_timeout=settings.http_body_timeout,
+    )
+    app = Starlette(routes=routes, middleware=[guard], lifespan=_lifespan(context))
+    app.state.metrics = context.metrics
     app.state.database = db
     return app

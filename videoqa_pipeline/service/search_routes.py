@@ -40,6 +40,7 @@ from videoqa_pipeline.search import (
     answerer_for,
     ask,
 )
+from videoqa_pipeline.service.bodies import decode_json, read_body
 from videoqa_pipeline.settings import Settings, environment
 from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore, validate_key
 from videoqa_pipeline.storage.database import Database
@@ -236,8 +237,13 @@ def _media_response(store: BlobStore, key: str, request: Request) -> Response:
     )
 
 
-def build_search_handlers(service: SearchService) -> dict[str, Any]:
-    """The request handlers, by route path (wrapped and mounted by ``create_app``)."""
+def build_search_handlers(service: SearchService, *, max_body_bytes: int = 64 * 1024) -> dict[str, Any]:
+    """The request handlers, by route path (mounted by ``create_app``).
+
+    Args:
+        service: The searcher, answerer and blob store behind the routes.
+        max_body_bytes: Largest ``POST /ask`` body (``VIDEOQA_HTTP_MAX_BODY_BYTES``).
+    """
 
     async def index(request: Request) -> Response:
         page = resources.files("videoqa_pipeline.service").joinpath("static/index.html").read_text("utf-8")
@@ -269,10 +275,7 @@ def build_search_handlers(service: SearchService) -> dict[str, Any]:
             return _error(502, "embedding_failed", str(error))
 
     async def ask_endpoint(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "invalid_json", 'send a JSON object like {"question": "..."}')
+        body = decode_json(await read_body(request, max_body_bytes))  # ClientError: a 4xx with the reason
         if not isinstance(body, dict) or not isinstance(body.get("question"), str):
             return _error(400, "invalid_question", 'send a JSON object with a "question" string')
         question = body["question"]

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from videoqa_pipeline.service.server import uvicorn_config
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
 from videoqa_pipeline.storage.embedded import embedded_database_url, release_embedded_database
@@ -86,10 +87,11 @@ def unused_port() -> int:
 
 @contextlib.contextmanager
 def serve(app: ASGIApp, sock: socket.socket | None = None) -> Iterator[str]:
-    """Run ``app`` on a real uvicorn in a thread; yield its base URL; stop it afterwards."""
+    """Run ``app`` on a real uvicorn in a thread, configured as ``videoqa serve`` runs it (HTTP/1.1
+    with bounded request heads, default limits); yield its base URL; stop it afterwards."""
     sock = sock or free_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    config = uvicorn_config(app, Settings(), log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
