@@ -29,8 +29,9 @@ _SIGNATURE_HEADERS = [
         "name": "webhook-timestamp",
         "in": "header",
         "required": True,
-        "description": "Unix seconds when the request was signed; must be within 5 minutes of the server clock.",
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "Unix seconds when the request was signed, as ASCII digits; must be within 5 minutes "
+        "of the server clock.",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
     },
     {
         "name": "webhook-signature",
@@ -38,7 +39,8 @@ _SIGNATURE_HEADERS = [
         "required": True,
         "description": (
             'Space-separated "v1,<base64 HMAC-SHA256(secret, \\"{webhook-id}.{webhook-timestamp}.{body}\\")>"'
-            " signatures; the secret is WEBHOOK_SECRET as UTF-8, or base64-decoded after a whsec_ prefix."
+            " signatures; the secret is WEBHOOK_SECRET as UTF-8, or base64-decoded (padding optional) after a"
+            " whsec_ prefix."
         ),
         "schema": {"type": "string"},
     },
@@ -59,9 +61,14 @@ _WEBHOOK_PATHS: dict[str, Any] = {
             "responses": {
                 "202": _json({"$ref": "#/components/schemas/Accepted"}, "Job recorded"),
                 "200": _json({"$ref": "#/components/schemas/Accepted"}, "Duplicate delivery, same job"),
-                "400": _json(_ERROR, "Body is not UTF-8 JSON"),
+                "400": _json(
+                    _ERROR,
+                    "Body is not UTF-8 JSON, or holds NaN/Infinity, an integer of over 40 digits, nesting "
+                    "deeper than 32 levels or a lone surrogate escape",
+                ),
                 "401": _json(_ERROR, "Missing or malformed headers, stale timestamp, or bad signature"),
-                "413": _json(_ERROR, "Body larger than the limit (64 KiB)"),
+                "408": _json(_ERROR, "The body did not arrive within VIDEOQA_HTTP_BODY_TIMEOUT"),
+                "413": _json(_ERROR, "Body larger than VIDEOQA_HTTP_MAX_BODY_BYTES (default 64 KiB)"),
                 "422": _json(_ERROR, "JSON does not describe a valid job (field, type or option named)"),
                 "503": _json(_ERROR, "The ledger database is unavailable; retry later"),
             },
@@ -222,6 +229,16 @@ _COMPONENTS: dict[str, Any] = {
 }
 
 
+#: Answers any route may give, decided before or around its handler (see service/guard.py and
+#: service/server.py): too many or too large headers, and a server fault (a JSON body, never bare text).
+_ANY_ROUTE = {
+    "431": _json(
+        _ERROR, "More headers than VIDEOQA_HTTP_MAX_HEADERS, or a head over VIDEOQA_HTTP_MAX_HEADER_BYTES"
+    ),
+    "500": _json(_ERROR, "The service failed on this request (a bug; the reason is in its log)"),
+}
+
+
 def openapi_document(route_groups: Collection[str]) -> dict[str, Any]:
     """The OpenAPI document for the served route groups (``webhook``, ``operations``)."""
     paths: dict[str, Any] = {}
@@ -230,6 +247,11 @@ def openapi_document(route_groups: Collection[str]) -> dict[str, Any]:
     paths.update(_HEALTH_PATH)
     if "operations" in route_groups:
         paths.update(_OPERATIONS_PATHS)
+    paths = copy.deepcopy(paths)
+    for operations in paths.values():
+        for operation in operations.values():
+            for status, answer in _ANY_ROUTE.items():
+                operation["responses"].setdefault(status, copy.deepcopy(answer))
     return {
         "openapi": "3.0.3",
         "info": {
@@ -237,6 +259,6 @@ def openapi_document(route_groups: Collection[str]) -> dict[str, Any]:
             "version": "1",
             "description": "Signed webhook intake of video jobs and the operations endpoints.",
         },
-        "paths": copy.deepcopy(paths),
+        "paths": paths,
         "components": copy.deepcopy(_COMPONENTS),
     }
