@@ -12,9 +12,11 @@ from pydantic import Field
 from videoqa_pipeline.defs.hooks import build_job_hooks
 from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.fetch import canonical_source_uri
+from videoqa_pipeline.media import bundled_sample_video
 from videoqa_pipeline.settings import Settings, load_settings
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
+from videoqa_pipeline.video_ids import SAMPLE_VIDEO_ID
 
 VIDEO_PIPELINE_JOB = "video_pipeline"
 ADD_VIDEOS_JOB = "add_videos"
@@ -41,6 +43,8 @@ def stages_from(stage: str) -> list[str]:
     return [name for name in PIPELINE_STAGES if name in selected]
 
 
+#: The first run of a chain of re-executions, as Dagster tags it.
+ROOT_RUN_ID_TAG = "dagster/root_run_id"
 #: Dagster's run tag for a run's time limit, enforced by run monitoring (dagster.yaml).
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 
@@ -66,7 +70,8 @@ class AddVideosConfig(dg.Config):
     """Videos to add: each source becomes one job in the ledger."""
 
     sources: list[str] = Field(
-        description="Paths (absolute, readable where runs execute) or file://, http(s)://, s3:// URIs."
+        description="Paths (absolute, readable where runs execute) or file://, http(s)://, s3:// URIs; "
+        "`sample` is the bundled sample video."
     )
     video_ids: list[str] | None = Field(
         default=None,
@@ -83,8 +88,18 @@ class AddVideosConfig(dg.Config):
         return {"max_frames_per_video": self.max_frames_per_video}
 
 
-def submit_sources(database: Database, config: AddVideosConfig) -> list[ledger.SubmittedJob]:
+def _source_uri(source: str) -> str:
+    """``sample`` names the bundled sample video; local paths become absolute."""
+    if source == SAMPLE_VIDEO_ID:
+        return str(bundled_sample_video())
+    return canonical_source_uri(source)
+
+
+def submit_sources(database: Database, config: AddVideosConfig, batch_id: str) -> list[ledger.SubmittedJob]:
     """Put each source of ``config`` in the ledger (checked at once: a bad source fails this run).
+
+    ``batch_id`` (the launch's root run ID) and the source's position are each job's external ID,
+    so re-executing the same launch records every video once.
 
     Raises:
         dagster.Failure: the lists do not match, or a source, ID or option is refused; nothing is
@@ -97,12 +112,13 @@ def submit_sources(database: Database, config: AddVideosConfig) -> list[ledger.S
         )
     requests = [
         ledger.JobRequest(
-            source_uri=canonical_source_uri(source),
-            video_id=video_id,
+            source_uri=_source_uri(source),
+            video_id=video_id or (SAMPLE_VIDEO_ID if source == SAMPLE_VIDEO_ID else None),
             options=config.options(),
             source_kind="ui",
+            external_id=f"{batch_id}:{position}",
         )
-        for source, video_id in zip(config.sources, ids, strict=True)
+        for position, (source, video_id) in enumerate(zip(config.sources, ids, strict=True))
     ]
     problems = [ledger.request_problem(request) for request in requests]
     refused = [
@@ -119,7 +135,8 @@ def submit_sources(database: Database, config: AddVideosConfig) -> list[ledger.S
 def add_videos_op(
     context: dg.OpExecutionContext, config: AddVideosConfig, database: DatabaseResource
 ) -> None:
-    for job in submit_sources(database.get(), config):
+    batch_id = context.run.tags.get(ROOT_RUN_ID_TAG) or context.run_id
+    for job in submit_sources(database.get(), config, batch_id):
         note = "" if job.created else " (already in the ledger)"
         context.log.info(f"job {job.job_id}: video {job.video_id}{note}")
 
