@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ffmpeg
 
@@ -109,6 +110,40 @@ def can_copy_video(info: MediaInfo, max_height: int) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _X264:
+    """How a re-encoded video is encoded."""
+
+    width: int
+    height: int
+    preset: str
+    crf: int
+    threads: int
+
+
+def _video_output(source: Any, video_path: Path, encoding: _X264 | None) -> Any:
+    """The video output of the ffmpeg call: a remux when ``encoding`` is None, else H.264."""
+    if encoding is None:
+        return ffmpeg.output(
+            source.video, str(video_path), vcodec="copy", movflags="+faststart", map_metadata=-1
+        )
+    # ffmpeg applies the display matrix (autorotate) before our filters, so the scale below
+    # works on displayed dimensions and the output carries no rotation flag.
+    video = source.video.filter("scale", encoding.width, encoding.height, flags="bicubic").filter("setsar", 1)
+    return ffmpeg.output(
+        video,
+        str(video_path),
+        vcodec="libx264",
+        preset=encoding.preset,
+        crf=encoding.crf,
+        pix_fmt="yuv420p",
+        movflags="+faststart",
+        fps_mode="vfr",
+        threads=encoding.threads,
+        **{"metadata:s:v:0": "rotate=0"},
+    )
+
+
 def normalize(
     src: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -152,27 +187,8 @@ def normalize(
     # same throughput on small machines, and each thread fewer holds fewer frames in memory.
     threads = os.cpu_count() or 1
     source = ffmpeg.input(os.fspath(src), threads=threads)
-    if copy:
-        video_output = ffmpeg.output(
-            source.video, str(video_path), vcodec="copy", movflags="+faststart", map_metadata=-1
-        )
-    else:
-        # ffmpeg applies the display matrix (autorotate) before our filters, so the scale
-        # below works on displayed dimensions and the output carries no rotation flag.
-        video = source.video.filter("scale", width, height, flags="bicubic").filter("setsar", 1)
-        video_output = ffmpeg.output(
-            video,
-            str(video_path),
-            vcodec="libx264",
-            preset=preset,
-            crf=crf,
-            pix_fmt="yuv420p",
-            movflags="+faststart",
-            fps_mode="vfr",
-            threads=threads,
-            **{"metadata:s:v:0": "rotate=0"},
-        )
-    outputs = [video_output]
+    encoding = None if copy else _X264(width, height, preset, crf, threads)
+    outputs = [_video_output(source, video_path, encoding)]
     if audio_path is not None:
         outputs.append(_wav_output(source, audio_path))
     command = (

@@ -144,17 +144,7 @@ def make_sample_video(
     frame_counts = [max(1, round(s * fps)) for s in scene_seconds]
     duration = sum(frame_counts) / fps
 
-    graph = []
-    for index, frames in enumerate(frame_counts):
-        seconds = frames / fps
-        text = None
-        if scene_texts is not None and index < len(scene_texts):
-            text = scene_texts[index]
-        elif scene_texts is None:
-            text = f"SCENE {index + 1}"
-        graph.append(_scene_filter(index, seconds, width, height, fps, text if with_text else None))
-    labels = "".join(f"[s{i}]" for i in range(len(frame_counts)))
-    graph.append(f"{labels}concat=n={len(frame_counts)}:v=1:a=0,format=yuv420p[v]")
+    graph = _video_graph(frame_counts, width, height, fps, scene_texts if with_text else [])
 
     args = [executable, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     speech_text: str | None = None
@@ -171,29 +161,30 @@ def make_sample_video(
         args += ["-filter_complex", ";".join(graph), "-map", "[v]"]
         if audio:
             args += ["-map", "[a]", "-c:a", "aac", "-b:a", "64k"]
-        args += [
-            "-c:v",
-            "libx264",
-            "-preset",
-            preset,
-            "-crf",
-            str(crf),
-            "-pix_fmt",
-            "yuv420p",
-            "-r",
-            str(fps),
-            "-movflags",
-            "+faststart",
-            str(out),
-        ]
+        args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+        args += ["-r", str(fps), "-movflags", "+faststart", str(out)]
         run_ffmpeg(args, path=out, step="make sample video")
 
-    cut_times = []
-    elapsed = 0
-    for frames in frame_counts[:-1]:
-        elapsed += frames
-        cut_times.append(elapsed / fps)
+    cut_times = [sum(frame_counts[: index + 1]) / fps for index in range(len(frame_counts) - 1)]
     return SampleVideo(path=out, cut_times=cut_times, duration=duration, speech_text=speech_text)
+
+
+def _video_graph(
+    frame_counts: Sequence[int], width: int, height: int, fps: int, scene_texts: Sequence[str | None] | None
+) -> list[str]:
+    """The scenes' filters and their concatenation into ``[v]``; ``scene_texts`` None draws
+    "SCENE n", an empty list draws nothing (no fontconfig)."""
+    graph = []
+    for index, frames in enumerate(frame_counts):
+        text = None
+        if scene_texts is None:
+            text = f"SCENE {index + 1}"
+        elif index < len(scene_texts):
+            text = scene_texts[index]
+        graph.append(_scene_filter(index, frames / fps, width, height, fps, text))
+    labels = "".join(f"[s{i}]" for i in range(len(frame_counts)))
+    graph.append(f"{labels}concat=n={len(frame_counts)}:v=1:a=0,format=yuv420p[v]")
+    return graph
 
 
 def _scene_filter(index: int, seconds: float, width: int, height: int, fps: int, text: str | None) -> str:
