@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 
 from videoqa_pipeline import aws, media
-from videoqa_pipeline.definitions import build_resources
 from videoqa_pipeline.defs.io_managers.parquet import ParquetTableIOManager
 from videoqa_pipeline.defs.io_managers.postgres import PostgresTableIOManager
-from videoqa_pipeline.defs.resources import BlobStoreResource, DatabaseResource
+from videoqa_pipeline.defs.resources import BlobStoreResource, DatabaseResource, build_resources
 from videoqa_pipeline.runner import process_video
 from videoqa_pipeline.storage import parquet_tables
 from videoqa_pipeline.storage.s3_blobs import S3BlobStore
