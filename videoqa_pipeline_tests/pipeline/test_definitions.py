@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
@@ -190,3 +191,17 @@ def test_process_reports_bad_input_as_one_readable_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "notes" in result.stderr and "source_video" in result.stderr
+
+
+def test_a_run_with_unworkable_settings_fails_its_first_step_naming_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from videoqa_pipeline.defs.assets.common import check_settings
+
+    check_settings()  # the test environment's settings work
+    monkeypatch.setenv("STORAGE_TYPE", "s3")
+    monkeypatch.delenv("AWS_S3_BUCKET", raising=False)
+    with pytest.raises(dg.Failure) as failed:
+        check_settings()
+    assert not failed.value.allow_retries
+    assert "AWS_S3_BUCKET" in str(failed.value.description)

@@ -42,6 +42,7 @@ from videoqa_pipeline.steps.frame_analysis import batches
 from videoqa_pipeline.steps.previews import INLINE_MARKDOWN_LIMIT, inline_thumbnail
 from videoqa_pipeline.steps.scenes import scenes_of
 from videoqa_pipeline.storage.blobs import LocalBlobStore
+from videoqa_pipeline.storage.ledger import lookup_source
 from videoqa_pipeline.storage.s3_blobs import S3StorageError
 from videoqa_pipeline.storage.schema import TABLES
 from videoqa_pipeline.storage.tables import read_partition
@@ -425,6 +426,8 @@ def test_ingest_assets_store_tables_and_metadata(
     database = resources["database"].get()
     source = read_partition(database, TABLES["source_video"], video_id)
     assert list(source["source_uri"]) == [str(silent_video.path)]
+    # A source named by the run's tag is remembered: a later backfill of the partition finds it.
+    assert lookup_source(database, video_id) == str(silent_video.path)
 
     context = _context({"pipeline_config": PipelineConfig(), "blob_store": resources["blob_store"]}, video_id)
     output = _invoke(ingest.normalized_video, context, source_video=source)

@@ -22,7 +22,7 @@ from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.run_tags import SOURCE_URI_TAG
 from videoqa_pipeline.settings import load_settings
 from videoqa_pipeline.steps import STAGE_ERRORS, Fact, Location, Markdown, ProcessingOptions, StageResult
-from videoqa_pipeline.storage.ledger import lookup_source
+from videoqa_pipeline.storage.ledger import lookup_source, register_source
 from videoqa_pipeline.video_ids import SAMPLE_VIDEO_ID
 
 #: Steps that call an AI provider share this pool (a paid API's rate limit, the CPU for local models).
@@ -98,6 +98,17 @@ def processing_options(config: PipelineConfig) -> ProcessingOptions:
     return ProcessingOptions.of(config)
 
 
+def check_settings() -> None:
+    """Fail the run's first step, readably and without retries, when the deployment's settings
+    cannot work (the code location still loads, so this is where a launched run says why)."""
+    problems = load_settings().problems()
+    if problems:
+        raise dg.Failure(
+            description="settings problem (run `videoqa check-config`): " + "; ".join(problems),
+            allow_retries=False,
+        )
+
+
 def resolve_source_uri(context: dg.AssetExecutionContext, database: DatabaseResource) -> str:
     """Where the video comes from: the run's tag, else the ledger's record, else the bundled sample.
 
@@ -107,6 +118,8 @@ def resolve_source_uri(context: dg.AssetExecutionContext, database: DatabaseReso
     video_id = context.partition_key
     tagged = context.run.tags.get(SOURCE_URI_TAG)
     if tagged:
+        # Remembered, so a later re-materialization or backfill of this partition finds it.
+        register_source(database.get(), video_id, tagged)
         return tagged
     registered = lookup_source(database.get(), video_id)
     if registered:

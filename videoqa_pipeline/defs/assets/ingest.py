@@ -12,6 +12,7 @@ import pandas as pd
 from videoqa_pipeline import steps
 from videoqa_pipeline.defs.assets.common import (
     TRANSCODE_POOL,
+    check_settings,
     materialized,
     processing_options,
     reported_as_failure,
@@ -35,6 +36,7 @@ def source_video(
     blob_store: BlobStoreResource,
 ) -> dg.Output[pd.DataFrame]:
     video_id = context.partition_key
+    check_settings()
     # The run marks its own job running (sensors may lag); a cancelled job stops here.
     record_run_start(context.run, database.get())
     context.log.info("processing options: %s", pipeline_config.model_dump())
