@@ -26,7 +26,6 @@ STORAGE_TYPES = ("postgres", "s3", "hybrid")
 METADATA_STORAGES = ("postgres", "s3")
 FILE_STORAGES = ("local", "postgres", "s3")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-SCENE_DETECTORS = ("adaptive", "content")
 
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
 _TRUE = {"1", "true", "yes", "on"}

@@ -1,5 +1,8 @@
 """Typed run configuration shared by every step of a video's run.
 
+The fields mirror :class:`videoqa_pipeline.steps.ProcessingOptions` (the Dagster-free schema the
+ledger checks job options against); a test keeps names, types, defaults and bounds identical.
+
 It is a single resource rather than per-asset op config so that one value (say
 ``max_frames_per_video``) is set once per run, in the launchpad, a backfill or a job's
 options, and every step sees the same value. Bounds are checked when the resource is
@@ -11,14 +14,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field, ValidationInfo, field_validator
 
-from videoqa_pipeline.media.normalize import DEFAULT_PRESET, X264_PRESETS
-from videoqa_pipeline.settings import SCENE_DETECTORS, Settings
-
-#: The allowed values of the text options that are choices.
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "scene_detector": SCENE_DETECTORS,
-    "normalize_preset": X264_PRESETS,
-}
+from videoqa_pipeline.options import DEFAULT_PRESET, checked_choice
+from videoqa_pipeline.settings import Settings
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -62,10 +59,7 @@ class PipelineConfig(dg.ConfigurableResource):
     @field_validator("scene_detector", "normalize_preset")
     @classmethod
     def _known_choice(cls, value: str, info: ValidationInfo) -> str:
-        choices = _CHOICES[str(info.field_name)]
-        if value not in choices:
-            raise ValueError(f"{info.field_name}={value!r} is unknown: expected one of {', '.join(choices)}")
-        return value
+        return checked_choice(str(info.field_name), value)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:

@@ -20,26 +20,13 @@ import ffmpeg
 from videoqa_pipeline.media.errors import MediaError
 from videoqa_pipeline.media.probe import MediaInfo, probe
 from videoqa_pipeline.media.tools import ffmpeg_executable, run_ffmpeg
+from videoqa_pipeline.options import DEFAULT_PRESET
 
 logger = logging.getLogger(__name__)
 
 VIDEO_FILENAME = "video.mp4"
 AUDIO_FILENAME = "audio.wav"
 AUDIO_SAMPLE_RATE = 16_000
-# "veryfast" keeps normalize near the cost of a plain decode on small machines while
-# staying visually clean at CRF 23; the benchmark compares presets.
-DEFAULT_PRESET = "veryfast"
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
 DEFAULT_CRF = 23
 
 

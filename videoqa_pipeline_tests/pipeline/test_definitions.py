@@ -205,3 +205,19 @@ def test_a_run_with_unworkable_settings_fails_its_first_step_naming_them(
         check_settings()
     assert not failed.value.allow_retries
     assert "AWS_S3_BUCKET" in str(failed.value.description)
+
+
+def test_pipeline_config_declares_exactly_the_processing_options() -> None:
+    """The launchpad's schema (PipelineConfig) and the intake's (ProcessingOptions) cannot drift."""
+    from videoqa_pipeline.options import ProcessingOptions
+
+    ours = ProcessingOptions.model_fields
+    dagster_side = PipelineConfig.model_fields
+    assert list(dagster_side) == list(ours)
+    for name, field in ours.items():
+        mirrored = dagster_side[name]
+        assert (mirrored.annotation, mirrored.default, mirrored.metadata) == (
+            field.annotation,
+            field.default,
+            field.metadata,
+        ), name
