@@ -8,7 +8,6 @@ its value.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -88,32 +87,38 @@ class BlobStoreResource(dg.ConfigurableResource):
 
 class AIResource(dg.ConfigurableResource):
     """The AI providers chosen by settings (offline models by default, OpenAI or a compatible server
-    when configured).
+    when configured), one field per setting so the UI shows what a run uses.
 
     ``openai_api_key`` is a secret: built from settings it is an ``EnvVar`` reference, resolved only
-    inside the run. ``providers`` holds the rest of the AI settings (providers, models, endpoint,
-    limits, prices) as JSON, so a run uses exactly what the code location was loaded with.
+    inside the run, so the UI shows the variable's name, never the key.
     """
 
+    transcription_provider: str = "local"
+    vision_provider: str = "local"
+    embedding_provider: str = "local"
+    asr_model: str | None = None
+    vision_model: str | None = None
+    embed_model: str | None = None
+    model_cache: str | None = None
     openai_api_key: str | None = None
-    providers: str = "{}"
+    openai_base_url: str | None = None
+    openai_max_retries: int = 3
+    openai_timeout: float = 120.0
+    openai_max_concurrency: int = 4
+    prices_json: str = "{}"
 
     @classmethod
     def from_settings(cls, settings: Settings, secret_as_env_var: bool = True) -> AIResource:
-        shown = {
-            name: list(value) if isinstance(value, tuple) else value
-            for name, value in dataclasses.asdict(settings.ai).items()
-            if name not in ("openai_api_key", "parse_problems")
-        }
-        key = settings.ai.openai_api_key
+        ai = settings.ai
+        values = {name: getattr(ai, name) for name in _AI_FIELDS}
+        key = ai.openai_api_key
         if key and secret_as_env_var:
             key = dg.EnvVar("OPENAI_API_KEY")
-        return cls(openai_api_key=key, providers=json.dumps(shown, sort_keys=True))
+        return cls(**values, openai_api_key=key, prices_json=json.dumps(ai.prices, sort_keys=True))
 
     def config(self) -> AIConfig:
-        fields: dict[str, Any] = json.loads(self.providers or "{}")
-        known = {f.name for f in dataclasses.fields(AIConfig)}
-        return AIConfig(**{k: v for k, v in fields.items() if k in known}, openai_api_key=self.openai_api_key)
+        values = {name: getattr(self, name) for name in _AI_FIELDS}
+        return AIConfig(**values, openai_api_key=self.openai_api_key, prices=json.loads(self.prices_json))
 
     def transcriber(self) -> Transcriber:
         return get_transcriber(self.config())
@@ -123,6 +128,22 @@ class AIResource(dg.ConfigurableResource):
 
     def embedder(self) -> Embedder:
         return get_embedder(self.config())
+
+
+#: AIConfig's settings that AIResource carries field for field (the key and prices apart).
+_AI_FIELDS = (
+    "transcription_provider",
+    "vision_provider",
+    "embedding_provider",
+    "asr_model",
+    "vision_model",
+    "embed_model",
+    "model_cache",
+    "openai_base_url",
+    "openai_max_retries",
+    "openai_timeout",
+    "openai_max_concurrency",
+)
 
 
 def _database_url(settings: Settings, as_env_var: bool) -> str | None:

@@ -221,3 +221,24 @@ def test_pipeline_config_declares_exactly_the_processing_options() -> None:
             field.default,
             field.metadata,
         ), name
+
+
+def test_the_ai_resource_carries_every_ai_setting_and_references_the_key() -> None:
+    """A run's AI providers are exactly the settings', and the key never appears in the config."""
+    import dataclasses
+
+    from videoqa_pipeline.defs.resources import AIResource
+
+    env = {
+        "OPENAI_API_KEY": "sk-test-secret-0123456789",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "VIDEOQA_VISION_PROVIDER": "local",
+        "VIDEOQA_OPENAI_TIMEOUT": "7",
+    }
+    settings = Settings.from_env(env)
+    resource = AIResource.from_settings(settings)
+    assert "sk-test-secret" not in repr(resource.model_dump())
+    plain = AIResource.from_settings(settings, secret_as_env_var=False).config()
+    for field in dataclasses.fields(settings.ai):
+        if field.compare:
+            assert getattr(plain, field.name) == getattr(settings.ai, field.name), field.name
