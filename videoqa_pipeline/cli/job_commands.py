@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from videoqa_pipeline.cli.common import load_settings
-from videoqa_pipeline.storage import ledger
+from videoqa_pipeline.storage import ledger, schedulers
 from videoqa_pipeline.storage.database import Database, DatabaseSettings, get_database
 from videoqa_pipeline.storage.errors import StorageError
 from videoqa_pipeline.storage.schema import TABLES
@@ -61,9 +61,11 @@ def _echo_job(job: ledger.Job) -> None:
         ("source", job.source_uri or "-"),
         ("from stage", job.from_stage or "all stages"),
         ("options", json.dumps(job.options) if job.options else "-"),
+        *([("unreadable", job.unreadable)] if job.unreadable else []),
         ("intake", f"{job.source_kind}" + (f" ({job.external_id})" if job.external_id else "")),
         ("attempts", job.attempts),
         ("run", job.run_id or "-"),
+        *([("scheduler", f"instance {job.scheduler_id[:8]}")] if job.scheduler_id else []),
         ("created", f"{job.created_at:%Y-%m-%d %H:%M:%S} ({_age(job.created_at)})"),
         ("started", _age(job.started_at)),
         ("finished", _age(job.finished_at)),
@@ -158,6 +160,7 @@ def status(job_id: int | None, limit: int, status_filter: str | None, as_json: b
         return
     counts = ledger.count_by_status(database)
     click.echo("  ".join(f"{name} {count}" for name, count in counts.items()))
+    _echo_schedulers(database)
     if not jobs:
         click.echo("no jobs yet: `videoqa submit PATH`, an INSERT into videoqa_jobs, or a file in the inbox")
         return
@@ -168,6 +171,16 @@ def status(job_id: int | None, limit: int, status_filter: str | None, as_json: b
             f"{job.id:>6}  {job.status:<9}  {(job.video_id or '-')[:28]:<28}  {job.attempts:>3}  "
             f"{_age(job.created_at):<9}  {(detail or '-')[:90]}"
         )
+
+
+def _echo_schedulers(database: Database) -> None:
+    """Which Dagster instance takes new jobs, and anything an operator must know about the others."""
+    known = schedulers.list_schedulers(database)
+    holder = next((scheduler for scheduler in known if scheduler.holds_lease), None)
+    if holder is not None:
+        click.echo(f"scheduler: {holder.label}, last tick {holder.silent_seconds:.0f} s ago")
+    for warning in schedulers.scheduler_warnings(known):
+        click.echo(f"warning: {warning}")
 
 
 @click.command("requeue")

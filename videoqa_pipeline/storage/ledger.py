@@ -20,12 +20,21 @@ Guarantees and how they are kept:
 * **Updates keyed by job, attempt and run.** Every write-back names the attempt it belongs to and
   only moves a row forward, so a late event from an old run, a duplicate sensor tick and the run's
   own update can arrive in any order and in any number.
+* **A row nobody can read fails alone.** Producers write the ``jsonb`` columns with plain SQL, and
+  PostgreSQL stores values Python's ``json`` cannot decode (integers of thousands of digits,
+  nesting thousands deep). Those columns are read as text and decoded by the one strict decoder
+  (:func:`videoqa_pipeline.jsonsafe.decode_json`): a listing shows such a row with the reason in
+  :attr:`Job.unreadable`, and the job sensor fails it at intake instead of raising on every tick.
+* **Jobs belong to the scheduler that queued them.** A claimed row records the Dagster instance
+  whose sensor claimed it (``scheduler_id``): only that instance can see the run, so only it
+  re-requests or sweeps the job (see :mod:`videoqa_pipeline.storage.schedulers`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,8 +44,11 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from pydantic import ValidationError
 
 from videoqa_pipeline.fetch import REMOTE_SOURCE_KINDS, SUPPORTED_SCHEMES, SourcePolicy, local_path_of
+from videoqa_pipeline.jsonsafe import JsonRefused, decode_json, storable_text
+from videoqa_pipeline.options import ProcessingOptions
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.schema import JOB_STATUSES, JOBS_TABLE, TABLES
 from videoqa_pipeline.video_ids import InvalidVideoIdError, validate_video_id, video_id_from_uri
@@ -53,11 +65,16 @@ SOURCE_KINDS = ("postgres", "sqs", "webhook", "inbox", "cli", "api", "ui")
 #: Stages a job may restart from (``from_stage``); pipeline order.
 STAGES = tuple(TABLES)  # one table per stage
 
+#: The row as :class:`Job` reads it. ``jsonb`` columns come back as text, decoded by
+#: :func:`_decoded_column`: psycopg's own JSON loader would raise on a hostile value mid-fetch.
 _COLUMNS = (
-    "id, video_id, source_uri, options, from_stage, source_kind, external_id, status, attempts, "
-    "retry_base, run_id, error, failed_step, transient, step_seconds, callback_url, created_at, "
-    "queued_at, started_at, finished_at, updated_at"
+    "id, video_id, source_uri, options::text AS options, from_stage, source_kind, external_id, status, "
+    "attempts, retry_base, run_id, error, failed_step, transient, step_seconds::text AS step_seconds, "
+    "callback_url, scheduler_id, created_at, queued_at, started_at, finished_at, updated_at"
 )
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: How long the reason quoted in an unreadable column's message may be.
+_REASON_CHARS = 300
 
 
 class JobMessageError(ValueError):
@@ -113,7 +130,11 @@ class SubmittedJob:
 
 @dataclass(frozen=True)
 class Job:
-    """One row of ``videoqa_jobs``."""
+    """One row of ``videoqa_jobs``.
+
+    ``unreadable`` says why ``options`` or ``step_seconds`` could not be decoded (they are then
+    ``{}`` and None); ``scheduler_id`` is the Dagster instance that queued the current attempt.
+    """
 
     id: int
     video_id: str | None
@@ -136,6 +157,8 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    scheduler_id: str | None = None
+    unreadable: str | None = None
 
     @property
     def run_key(self) -> str:
@@ -170,7 +193,7 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Check per-job options against the processing config and return them normalized.
 
     Args:
-        options: Overrides of ``PipelineConfig`` fields, e.g. ``{"max_frames_per_video": 10}``.
+        options: Overrides of the processing options, e.g. ``{"max_frames_per_video": 10}``.
 
     Returns:
         The same keys with values coerced to the field types.
@@ -180,22 +203,16 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(options, Mapping):
         raise JobMessageError(f"options must be a JSON object, got {type(options).__name__}")
-    # The schema is the run config's: import it only when there is something to check, so the
-    # ledger stays importable (and fast) where Dagster is not needed.
     if not options:
         return {}
-    from pydantic import ValidationError
-
-    from videoqa_pipeline.defs.config import PipelineConfig
-
-    known = set(PipelineConfig.model_fields)
+    known = set(ProcessingOptions.model_fields)
     unknown = sorted(str(key) for key in options if key not in known)
     if unknown:
         raise JobMessageError(
             f"unknown option(s) {', '.join(repr(k) for k in unknown)}: allowed are {', '.join(sorted(known))}"
         )
     try:
-        validated = PipelineConfig(**dict(options))
+        validated = ProcessingOptions(**dict(options))
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
@@ -334,12 +351,29 @@ def parse_job_message(body: str | bytes | Mapping[str, Any]) -> JobRequest:
 # Intake
 
 
+def _decoded_column(text: str | None, what: str) -> tuple[Any, str | None]:
+    """A ``jsonb`` column read as text, decoded strictly: ``(value, None)`` or ``(None, reason)``."""
+    if text is None:
+        return None, None
+    try:
+        return decode_json(text, what=what), None
+    except JsonRefused as error:
+        return None, str(error)[:_REASON_CHARS]
+
+
 def _job_from_row(row: Mapping[str, Any]) -> Job:
+    options, options_problem = _decoded_column(row["options"], "options")
+    if options_problem is None and not isinstance(options, dict):
+        options, options_problem = None, f"options is a JSON {type(options).__name__}, not an object"
+    step_seconds, steps_problem = _decoded_column(row["step_seconds"], "step_seconds")
+    if steps_problem is None and step_seconds is not None and not isinstance(step_seconds, dict):
+        step_seconds, steps_problem = None, "step_seconds is not a JSON object"
+    problems = [problem for problem in (options_problem, steps_problem) if problem]
     return Job(
         id=int(row["id"]),
         video_id=row["video_id"],
         source_uri=row["source_uri"],
-        options=dict(row["options"] or {}),
+        options=dict(options or {}),
         from_stage=row["from_stage"],
         source_kind=row["source_kind"],
         external_id=row["external_id"],
@@ -350,13 +384,15 @@ def _job_from_row(row: Mapping[str, Any]) -> Job:
         error=row["error"],
         failed_step=row["failed_step"],
         transient=row["transient"],
-        step_seconds=row["step_seconds"],
+        step_seconds=step_seconds,
         callback_url=row["callback_url"],
         created_at=row["created_at"],
         queued_at=row["queued_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
+        scheduler_id=row["scheduler_id"],
+        unreadable="; ".join(problems) or None,
     )
 
 
@@ -393,8 +429,8 @@ def _insert_job(
             callback_url,
             from_stage,
             status,
-            error,
-            raw_body,
+            storable_text(error) if error is not None else None,
+            storable_text(raw_body) if raw_body is not None else None,
         ),
     ).fetchone()
     if row is not None:
@@ -475,12 +511,12 @@ def submit_job(
             video_id = None  # never store an unsafe partition key
     kwargs: dict[str, Any] = {
         # A rejected request is kept as readable as PostgreSQL allows: NUL becomes U+FFFD.
-        "source_uri": _without_nul(request.source_uri or ""),
+        "source_uri": storable_text(request.source_uri or ""),
         "video_id": video_id,
-        "options": json.loads(_without_nul(json.dumps(_json_safe(options)))),
+        "options": _storable_options(options),
         "source_kind": request.source_kind,
-        "external_id": request.external_id,
-        "callback_url": _without_nul(request.callback_url) if request.callback_url else None,
+        "external_id": storable_text(request.external_id) if request.external_id else None,
+        "callback_url": storable_text(request.callback_url) if request.callback_url else None,
         "from_stage": request.from_stage if error is None else None,
         "status": PENDING if error is None else FAILED,
         "error": error,
@@ -509,12 +545,24 @@ def _nul_field(request: JobRequest) -> str | None:
     return None
 
 
-def _without_nul(text: str) -> str:
-    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
-
-
 def _json_safe(options: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(options), default=str))
+
+
+def _storable_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` as ``jsonb`` stores them: anything not JSON becomes its ``str``, and NUL and lone
+    surrogates (which PostgreSQL refuses in jsonb strings) become U+FFFD."""
+    return dict(_storable_json(_json_safe(options)))
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+    if isinstance(value, dict):
+        return {_storable_json(key): _storable_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(item) for item in value]
+    return value
 
 
 def record_rejected_job(
@@ -587,14 +635,22 @@ def count_by_status(db: Database) -> dict[str, int]:
     return counts
 
 
-def count_active(db: Database, connection: psycopg.Connection | None = None) -> int:
-    """Jobs queued or running: what the backpressure cap is compared against."""
-    query = f"SELECT count(*) FROM {JOBS_TABLE} WHERE status IN ('queued', 'running')"
+def count_active(
+    db: Database, connection: psycopg.Connection | None = None, *, scheduler_id: str | None = None
+) -> int:
+    """Jobs queued or running: what the backpressure cap is compared against.
+
+    With ``scheduler_id``, only that Dagster instance's: its run queue is what the cap protects,
+    and another instance's jobs (a stopped one's, after a failover) must not use up its headroom.
+    """
+    query = f"""SELECT count(*) FROM {JOBS_TABLE} WHERE status IN ('queued', 'running')
+                AND (%(scheduler)s::text IS NULL OR scheduler_id = %(scheduler)s)"""
+    params = {"scheduler": scheduler_id}
     if connection is not None:
-        row = connection.execute(query).fetchone()
+        row = connection.execute(query, params).fetchone()
     else:
         with db.connection() as conn:
-            row = conn.execute(query).fetchone()
+            row = conn.execute(query, params).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -602,18 +658,24 @@ def count_active(db: Database, connection: psycopg.Connection | None = None) -> 
 # The job sensor's side
 
 
-def claim_pending_jobs(db: Database, limit: int, *, policy: SourcePolicy | None = None) -> ClaimResult:
+def claim_pending_jobs(
+    db: Database, limit: int, *, policy: SourcePolicy | None = None, scheduler_id: str | None = None
+) -> ClaimResult:
     """Move up to ``limit`` pending jobs, oldest first, to queued (or failed when unusable).
 
     One transaction: rows are locked with ``FOR UPDATE SKIP LOCKED`` (two sensors never claim the
     same row), checked (video ID derived when missing, options, stage, source), then updated. A
-    claimed row's ``attempts`` is bumped, so its run key names a new attempt.
+    claimed row's ``attempts`` is bumped, so its run key names a new attempt. A row that cannot be
+    checked at all (options no decoder accepts, a check that raised) fails with the reason like
+    any other bad row: one row never stops the rows behind it.
 
     Args:
         db: The metadata database.
         limit: Most rows to claim (the caller's per-tick cap and backpressure headroom).
         policy: What sources and callback URLs may point at (see :func:`source_problem`); None
             checks only the source's scheme and that a local file exists.
+        scheduler_id: The Dagster instance whose sensor claims the rows; recorded on each queued
+            row, so only that instance re-requests or sweeps it.
 
     Returns:
         The queued and the rejected jobs.
@@ -624,30 +686,21 @@ def claim_pending_jobs(db: Database, limit: int, *, policy: SourcePolicy | None 
     rejected: list[Job] = []
     with db.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
-            f"""SELECT id, video_id, source_uri, options, from_stage, source_kind, callback_url
+            f"""SELECT id, video_id, source_uri, options::text AS options, from_stage, source_kind, callback_url
                 FROM {JOBS_TABLE}
                 WHERE status = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
             (limit,),
         ).fetchall()
         for row in rows:
-            problem: str | None = None
-            video_id: str | None = row["video_id"]
-            try:
-                video_id = _checked_video_id(row["video_id"], row["source_uri"])
-                validate_options(row["options"] or {})
-                _checked_stage(row["from_stage"])
-                problem = source_problem(row["source_uri"], source_kind=row["source_kind"], policy=policy)
-                if problem is None and policy is not None:
-                    problem = policy.callback_problem(row["callback_url"])
-            except (JobMessageError, InvalidVideoIdError) as error:
-                problem = str(error)
+            video_id, problem = _intake_check(row, policy)
             if problem is None:
                 updated = cursor.execute(
                     f"""UPDATE {JOBS_TABLE}
                         SET status = 'queued', video_id = %s, attempts = attempts + 1, run_id = NULL,
-                            queued_at = now(), started_at = NULL, finished_at = NULL, updated_at = now()
+                            scheduler_id = %s, queued_at = now(), started_at = NULL, finished_at = NULL,
+                            updated_at = now()
                         WHERE id = %s RETURNING {_COLUMNS}""",
-                    (video_id, row["id"]),
+                    (video_id, scheduler_id, row["id"]),
                 ).fetchone()
                 assert updated is not None
                 queued.append(_job_from_row(updated))
@@ -659,13 +712,41 @@ def claim_pending_jobs(db: Database, limit: int, *, policy: SourcePolicy | None 
                         WHERE id = %s RETURNING {_COLUMNS}""",
                     (
                         video_id if video_id and _safe(video_id) else None,
-                        f"rejected at intake: {problem}",
+                        storable_text(f"rejected at intake: {problem}"),
                         row["id"],
                     ),
                 ).fetchone()
                 assert updated is not None
                 rejected.append(_job_from_row(updated))
     return ClaimResult(queued, rejected)
+
+
+def _intake_check(row: Mapping[str, Any], policy: SourcePolicy | None) -> tuple[str | None, str | None]:
+    """``(video ID, None)`` for a pending row that can run, ``(video ID or None, reason)`` otherwise.
+
+    Never raises for what a row holds: a check that fails unexpectedly is the row's problem too
+    (logged with its traceback), not the tick's.
+    """
+    video_id: str | None = row["video_id"]
+    try:
+        video_id = _checked_video_id(row["video_id"], row["source_uri"])
+        options, unreadable = _decoded_column(row["options"], "options")
+        if unreadable is not None:
+            return video_id, unreadable
+        validate_options(options if options is not None else {})
+        _checked_stage(row["from_stage"])
+        problem = source_problem(row["source_uri"], source_kind=row["source_kind"], policy=policy)
+        if problem is None and policy is not None:
+            problem = policy.callback_problem(row["callback_url"])
+        return video_id, problem
+    except (JobMessageError, InvalidVideoIdError) as error:
+        return video_id, str(error)
+    except Exception as error:  # a hostile row must not stop the rows behind it
+        logger.exception("job %s could not be checked at intake", row["id"])
+        return (
+            video_id,
+            f"the row could not be checked ({type(error).__name__}: {str(error)[:_REASON_CHARS]})",
+        )
 
 
 def _safe(video_id: str) -> bool:
@@ -676,28 +757,37 @@ def _safe(video_id: str) -> bool:
     return True
 
 
-def queued_jobs_without_run(db: Database, limit: int) -> list[Job]:
+def queued_jobs_without_run(db: Database, limit: int, *, scheduler_id: str | None = None) -> list[Job]:
     """Queued jobs no run has claimed yet (``run_id`` NULL), oldest first.
 
     After a crash between claiming rows and Dagster creating their runs, these are the jobs
-    whose run requests must be sent again (the run key makes a resend harmless).
+    whose run requests must be sent again (the run key makes a resend harmless). With
+    ``scheduler_id``, only the jobs that instance queued: another instance's runs are invisible
+    here, so "no run yet" cannot be judged for its jobs.
     """
     with db.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
             f"""SELECT {_COLUMNS} FROM {JOBS_TABLE}
-                WHERE status = 'queued' AND run_id IS NULL ORDER BY id LIMIT %s""",
-            (limit,),
+                WHERE status = 'queued' AND run_id IS NULL
+                      AND (%(scheduler)s::text IS NULL OR scheduler_id = %(scheduler)s)
+                ORDER BY id LIMIT %(limit)s""",
+            {"scheduler": scheduler_id, "limit": limit},
         ).fetchall()
     return [_job_from_row(row) for row in rows]
 
 
-def active_jobs(db: Database, limit: int) -> list[Job]:
-    """Queued or running jobs, least recently updated first: what the sweeper checks."""
+def active_jobs(db: Database, limit: int, *, scheduler_id: str | None = None) -> list[Job]:
+    """Queued or running jobs, least recently updated first: what the sweeper checks.
+
+    With ``scheduler_id``, only the jobs that Dagster instance queued (whose runs it can see).
+    """
     with db.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
             f"""SELECT {_COLUMNS} FROM {JOBS_TABLE}
-                WHERE status IN ('queued', 'running') ORDER BY updated_at LIMIT %s""",
-            (limit,),
+                WHERE status IN ('queued', 'running')
+                      AND (%(scheduler)s::text IS NULL OR scheduler_id = %(scheduler)s)
+                ORDER BY updated_at LIMIT %(limit)s""",
+            {"scheduler": scheduler_id, "limit": limit},
         ).fetchall()
     return [_job_from_row(row) for row in rows]
 

@@ -266,6 +266,33 @@ def _add_vector_indexes(conn: psycopg.Connection, context: MigrationContext) -> 
         )
 
 
+def _add_job_schedulers(conn: psycopg.Connection, context: MigrationContext) -> None:
+    """Which Dagster instance schedules the ledger, and which one queued each job.
+
+    A job's run lives in the run storage of the instance whose sensor requested it; another
+    instance sharing the ledger (a failover, a second ``dagster dev`` by mistake) cannot see it.
+    ``videoqa_jobs.scheduler_id`` records that instance for the current attempt, and
+    ``videoqa_schedulers`` has one row per instance seen: its heartbeat, and which one holds the
+    lease to take new jobs (at most one: a partial unique index). Rows queued before this
+    migration have no scheduler; the lease holder adopts them (see ``storage/schedulers.py``).
+    """
+    statements = [
+        "ALTER TABLE videoqa_jobs ADD COLUMN scheduler_id text",
+        """
+        CREATE TABLE videoqa_schedulers (
+            instance_id text PRIMARY KEY,
+            description text NOT NULL DEFAULT '',
+            holds_lease boolean NOT NULL DEFAULT false,
+            first_seen_at timestamptz NOT NULL DEFAULT now(),
+            last_seen_at timestamptz NOT NULL DEFAULT now(),
+            lease_since timestamptz
+        )""",
+        "CREATE UNIQUE INDEX videoqa_schedulers_one_lease_idx ON videoqa_schedulers ((true)) WHERE holds_lease",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
 #: All migrations, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -276,6 +303,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "job ledger: videoqa_jobs, indexed on (status, id)", _create_jobs_ledger),
     Migration(3, "job completion callbacks: attempts, last error, next try", _add_job_callbacks),
     Migration(4, "search: HNSW cosine indexes on embeddings of 384 and 1536 dimensions", _add_vector_indexes),
+    Migration(
+        5,
+        "job schedulers: the Dagster instance owning each job, one lease to take new jobs",
+        _add_job_schedulers,
+    ),
 )
 
 CURRENT_SCHEMA_VERSION = MIGRATIONS[-1].version

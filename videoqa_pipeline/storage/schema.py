@@ -286,5 +286,8 @@ def spec_for_asset(asset_name: str) -> TableSpec:
 #: The job ledger (not an asset table: no TableSpec). Created by migration 2; see ``storage/ledger.py``.
 JOBS_TABLE = "videoqa_jobs"
 
+#: The Dagster instances that schedule the ledger's jobs (migration 5; see ``storage/schedulers.py``).
+SCHEDULERS_TABLE = "videoqa_schedulers"
+
 #: Every status a job can have, in lifecycle order.
 JOB_STATUSES = ("pending", "queued", "running", "succeeded", "failed", "cancelled")

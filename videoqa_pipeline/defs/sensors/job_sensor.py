@@ -1,13 +1,18 @@
 """The job sensor: pending rows of the job ledger become runs, one per job attempt.
 
 Each tick, bounded by ``VIDEOQA_JOBS_PER_TICK`` and by the backpressure cap
-``VIDEOQA_MAX_QUEUED_RUNS`` (jobs queued or running), the sensor
+``VIDEOQA_MAX_QUEUED_RUNS`` (this instance's jobs queued or running), the sensor
 
-1. re-requests runs for jobs it queued earlier that have no run yet: after a crash between
-   queuing rows and Dagster creating their runs, nothing is lost, and the run key
-   (``job-<id>-attempt-<n>``) keeps Dagster from creating a second run for the same attempt;
+0. renews this Dagster instance's lease on the ledger (:mod:`videoqa_pipeline.storage.schedulers`):
+   only the lease holder takes new jobs, so a second instance on the same ledger stands by and
+   says so in its skip reason instead of running every job a second time;
+1. re-requests runs for jobs *this instance* queued earlier that have no run yet: after a crash
+   between queuing rows and Dagster creating their runs, nothing is lost, and the run key
+   (``job-<id>-attempt-<n>``) keeps Dagster from creating a second run for the same attempt.
+   Another instance's jobs are never touched: their runs live where this one cannot look;
 2. claims the oldest pending rows in one transaction (``FOR UPDATE SKIP LOCKED`` over the
-   ``(status, id)`` index: no table scan), failing the ones that cannot run with the reason;
+   ``(status, id)`` index: no table scan), failing the ones that cannot run with the reason, and
+   recording this instance as their scheduler;
 3. returns the new partitions and one run request per queued job, with the run config built
    from the settings and the job's options, and tags naming the job, attempt and source.
 
@@ -29,9 +34,10 @@ from videoqa_pipeline.defs.jobs import PIPELINE_STAGES, run_timeout_tags, stages
 from videoqa_pipeline.defs.partitions import videos_partitions
 from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.defs.sensors.gates import skip_reason
+from videoqa_pipeline.defs.sensors.scheduler_identity import scheduler_identity
 from videoqa_pipeline.run_tags import JOB_ATTEMPT_TAG, JOB_ID_TAG, JOB_SOURCE_KIND_TAG, SOURCE_URI_TAG
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.storage import ledger
+from videoqa_pipeline.storage import ledger, schedulers
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.errors import DatabaseUnavailableError
 
@@ -103,16 +109,16 @@ def _existing_runs(instance: dg.DagsterInstance, jobs: Sequence[ledger.Job]) -> 
     return found
 
 
-def evaluate_job_tick(
+def _resend_unlinked(
     context: dg.SensorEvaluationContext,
     database: Database,
     settings: Settings,
     downstream: Mapping[str, Sequence[dg.AssetKey]],
-) -> dg.SensorResult | dg.SkipReason:
-    """One tick of the job sensor (see the module docstring); separate from the decorator for tests."""
-    run_requests: list[dg.RunRequest] = []
-    # 1. Queued jobs without a run: link the runs that exist, request again the ones that do not.
-    unlinked = ledger.queued_jobs_without_run(database, settings.max_queued_runs)
+    scheduler_id: str,
+) -> list[dg.RunRequest]:
+    """Step 1: this instance's queued jobs without a run: link the runs that exist, request the others."""
+    requests: list[dg.RunRequest] = []
+    unlinked = ledger.queued_jobs_without_run(database, settings.max_queued_runs, scheduler_id=scheduler_id)
     existing = _existing_runs(context.instance, unlinked)
     for job in unlinked:
         run_id = existing.get((job.id, job.attempts))
@@ -122,16 +128,41 @@ def evaluate_job_tick(
             logger.warning(
                 "job %d attempt %d was queued but has no run: requesting it again", job.id, job.attempts
             )
-            run_requests.append(job_run_request(job, settings, downstream))
-    # 2. Claim pending jobs within the backpressure cap.
-    headroom = settings.max_queued_runs - ledger.count_active(database)
-    claim = ledger.claim_pending_jobs(
-        database, min(settings.jobs_per_tick, headroom), policy=settings.source_policy
-    )
+            requests.append(job_run_request(job, settings, downstream))
+    return requests
+
+
+def evaluate_job_tick(
+    context: dg.SensorEvaluationContext,
+    database: Database,
+    settings: Settings,
+    downstream: Mapping[str, Sequence[dg.AssetKey]],
+) -> dg.SensorResult | dg.SkipReason:
+    """One tick of the job sensor (see the module docstring); separate from the decorator for tests."""
+    identity = scheduler_identity(context.instance)
+    lease = schedulers.hold_lease(database, identity.instance_id, identity.description)
+    if lease.previous is not None:
+        context.log.warning(
+            f"took over the ledger from {lease.previous.label}, silent for "
+            f"{lease.previous.silent_seconds:.0f} s; the jobs it queued stay its own"
+        )
+    run_requests = _resend_unlinked(context, database, settings, downstream, identity.instance_id)
+    # 2. Claim pending jobs within the backpressure cap, when this instance holds the lease.
+    headroom = settings.max_queued_runs - ledger.count_active(database, scheduler_id=identity.instance_id)
+    claim = ledger.ClaimResult([], [])
+    if lease.held:
+        claim = ledger.claim_pending_jobs(
+            database,
+            min(settings.jobs_per_tick, headroom),
+            policy=settings.source_policy,
+            scheduler_id=identity.instance_id,
+        )
     for job in claim.rejected:
         context.log.warning(f"job {job.id} failed at intake: {job.error}")
     run_requests.extend(job_run_request(job, settings, downstream) for job in claim.queued)
     if not run_requests:
+        if not lease.held:
+            return dg.SkipReason(lease.standby_reason(identity.instance_id))
         if headroom <= 0:
             return dg.SkipReason(
                 f"backpressure: {settings.max_queued_runs} jobs queued or running (VIDEOQA_MAX_QUEUED_RUNS)"

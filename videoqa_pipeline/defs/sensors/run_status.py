@@ -6,7 +6,8 @@
   failure goes back to pending while ``WORKER_MAX_ATTEMPTS`` allows (bad input never does).
 * ``job_run_cancelled_sensor``: cancelled.
 * ``job_sweeper``: queued or running jobs whose run vanished or ended without the ledger hearing of
-  it. Runs longer than ``VIDEOQA_RUN_TIMEOUT`` are stopped by Dagster's run monitoring (their
+  it, among the jobs *this* Dagster instance queued: another instance's runs (a second scheduler
+  on the same ledger) are invisible here, so their absence says nothing. Runs longer than ``VIDEOQA_RUN_TIMEOUT`` are stopped by Dagster's run monitoring (their
   ``dagster/max_runtime`` tag); the cancelled-run sensor then records a failed, retryable attempt.
 
 All writes are idempotent and keyed by job, attempt and run (:mod:`videoqa_pipeline.storage.ledger`).
@@ -25,6 +26,7 @@ from videoqa_pipeline.defs.hooks import job_of_run
 from videoqa_pipeline.defs.jobs import MAX_RUNTIME_TAG
 from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.defs.sensors.job_sensor import TRANSIENT_DATABASE_ERRORS
+from videoqa_pipeline.defs.sensors.scheduler_identity import scheduler_identity
 from videoqa_pipeline.run_tags import PARENT_RUN_ID_TAG
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage import ledger
@@ -178,15 +180,16 @@ def _guard(context: dg.RunStatusSensorContext, write: object) -> None:
 
 
 def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Settings) -> int:
-    """Reconcile queued and running jobs with their runs; returns how many jobs changed.
+    """Reconcile this instance's queued and running jobs with their runs; returns how many changed.
 
     Args:
-        instance: The Dagster instance holding the runs.
+        instance: The Dagster instance holding the runs; only the jobs it queued are looked at.
         database: The ledger's database.
         settings: ``WORKER_MAX_ATTEMPTS``.
     """
     changed = 0
-    for job in ledger.active_jobs(database, SWEEP_BATCH):
+    owner = scheduler_identity(instance).instance_id
+    for job in ledger.active_jobs(database, SWEEP_BATCH, scheduler_id=owner):
         if job.run_id is None:
             continue  # the job sensor re-requests queued jobs without a run
         record = instance.get_run_record_by_id(job.run_id)

@@ -10,7 +10,12 @@ ledger's job sensor turns jobs into runs. A message is one of:
   ``<message ID>:<record index>``; ``s3:TestEvent`` and other record types are acknowledged and
   ignored;
 * anything else → a **failed** job keeping the raw body and the reason
-  (:func:`~videoqa_pipeline.storage.ledger.record_rejected_job`).
+  (:func:`~videoqa_pipeline.storage.ledger.record_rejected_job`). Bodies are decoded by the
+  project's one strict decoder (:func:`videoqa_pipeline.jsonsafe.decode_json`), so hostile JSON
+  (nesting thousands deep, ``NaN``, numbers beyond a double, integers of thousands of digits,
+  lone UTF-16 surrogates) is such a failed job too, and a raw body PostgreSQL could not store
+  as it is (NUL, lone surrogates) is kept escaped. Whatever one message holds, it is recorded
+  alone: the other messages of its batch are recorded and deleted as usual.
 
 Delivery guarantees: a message's jobs are written and committed (one transaction) **before** the
 message is deleted from the queue. A crash in between re-delivers it after the visibility timeout,
@@ -24,7 +29,6 @@ Dagster's sensor timeout.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +44,7 @@ from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.defs.sensors.gates import default_status, skip_reason
 from videoqa_pipeline.defs.sensors.job_sensor import TRANSIENT_DATABASE_ERRORS, sensor_interval_seconds
 from videoqa_pipeline.fetch import SourcePolicy
+from videoqa_pipeline.jsonsafe import JsonRefused, decode_json
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
@@ -94,8 +99,10 @@ def _unwrap_sns(decoded: Any) -> Any:
         message = decoded["Message"]
         if isinstance(message, str):
             try:
-                return json.loads(message)
-            except json.JSONDecodeError:
+                return decode_json(message, what="the SNS envelope's Message")
+            except JsonRefused as error:
+                if message.lstrip()[:1] in ("{", "["):  # meant as JSON, and hostile or broken
+                    raise ledger.JobMessageError(str(error)) from None
                 return decoded
     return decoded
 
@@ -141,9 +148,9 @@ def message_requests(message_id: str, body: str) -> list[ledger.JobRequest]:
         JobMessageError: the body is neither a valid job message nor an S3 event.
     """
     try:
-        decoded = _unwrap_sns(json.loads(body))
-    except json.JSONDecodeError as error:
-        raise ledger.JobMessageError(f"message is not valid JSON: {error}") from None
+        decoded = _unwrap_sns(decode_json(body, what="message"))
+    except JsonRefused as error:
+        raise ledger.JobMessageError(str(error)) from None
     if isinstance(decoded, Mapping):
         if decoded.get("Event") == "s3:TestEvent":
             return []
@@ -156,19 +163,44 @@ def message_requests(message_id: str, body: str) -> list[ledger.JobRequest]:
     return [replace(request, source_kind=SOURCE_KIND, external_id=message_id)]
 
 
+def _reject(database: Database, message_id: str, body: str, report: DrainReport, error: str) -> None:
+    job = ledger.record_rejected_job(
+        database, source_kind=SOURCE_KIND, external_id=message_id, raw_body=body, error=error
+    )
+    report.rejected += 1
+    logger.warning("SQS message %s rejected as job %d: %s", message_id, job.job_id, error[:300])
+
+
 def _record(
     database: Database, message_id: str, body: str, report: DrainReport, policy: SourcePolicy | None
 ) -> None:
-    """Write the message's jobs (or its rejection) and commit; raises on database errors."""
+    """Write the message's jobs (or its rejection) and commit.
+
+    Raises only when the ledger cannot be written (the message then stays on the queue). A
+    message that breaks anything else on the way (a bug, a value PostgreSQL refuses) is recorded
+    as a failed job with the reason, like an undecodable one: it never takes its batch down.
+    """
     try:
-        requests = message_requests(message_id, body)
+        _submit_message(database, message_id, body, report, policy)
     except ledger.JobMessageError as error:
-        job = ledger.record_rejected_job(
-            database, source_kind=SOURCE_KIND, external_id=message_id, raw_body=body, error=str(error)
+        _reject(database, message_id, body, report, str(error))
+    except TRANSIENT_DATABASE_ERRORS:
+        raise
+    except Exception as error:  # one hostile message must not cost its neighbours their jobs
+        logger.exception("SQS message %s could not be recorded as a job", message_id)
+        _reject(
+            database,
+            message_id,
+            body,
+            report,
+            f"message could not be recorded as a job ({type(error).__name__}: {str(error)[:300]})",
         )
-        report.rejected += 1
-        logger.warning("SQS message %s rejected as job %d: %s", message_id, job.job_id, error)
-        return
+
+
+def _submit_message(
+    database: Database, message_id: str, body: str, report: DrainReport, policy: SourcePolicy | None
+) -> None:
+    requests = message_requests(message_id, body)
     if not requests:
         report.ignored += 1
         logger.info("SQS message %s has nothing to process (test or non-create event)", message_id)
