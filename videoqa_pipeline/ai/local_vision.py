@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from videoqa_pipeline.ai.errors import AIProviderError
-from videoqa_pipeline.ai.types import FrameAnalysis, FrameAnalysisBatch, Usage
+from videoqa_pipeline.ai.types import MEASURED_CAPTION_PREFIX, FrameAnalysis, FrameAnalysisBatch, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def labels_and_caption(facts: dict[str, Any], ocr_text: str) -> tuple[list[str],
     if ocr_text:
         snippet = ocr_text if len(ocr_text) <= 80 else ocr_text[:77] + "..."
         parts.append(f'text reading "{snippet}"')
-    caption = "Description from measured facts (not a learned caption): " + ", ".join(parts) + "."
+    caption = MEASURED_CAPTION_PREFIX + ", ".join(parts) + "."
     return labels, caption
 
 

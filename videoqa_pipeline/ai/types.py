@@ -122,6 +122,11 @@ class Transcript:
         }
 
 
+#: How the offline analyzer's captions start: they describe measured facts (colours, text, faces),
+#: not what a vision-language model saw. Answers drop this prefix (it is not about the video).
+MEASURED_CAPTION_PREFIX = "Description from measured facts (not a learned caption): "
+
+
 @dataclass
 class FrameAnalysis:
     """What was found in one keyframe.

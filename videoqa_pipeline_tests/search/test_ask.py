@@ -159,3 +159,54 @@ def test_parse_citations_accepts_hour_timestamps() -> None:
     assert [c.start for c in parse_citations("See [talk-1 @ 1:02:05] and [talk-1 @ 00:01].", [moment])] == [
         3725.0
     ]
+
+
+def test_keyframe_text_becomes_readable_sentences() -> None:
+    from videoqa_pipeline.ai.types import MEASURED_CAPTION_PREFIX
+    from videoqa_pipeline.search.answer import frame_sentences
+
+    offline = f'{MEASURED_CAPTION_PREFIX}A frame, mostly blue, text reading "TOTAL 42". Labels: blue, text. Text on screen: TOTAL  42'
+    assert frame_sentences(offline) == ['The screen shows "TOTAL 42".']
+    assert frame_sentences(f"{MEASURED_CAPTION_PREFIX}A dark frame, mostly green. Labels: dark, green.") == [
+        "A dark frame, mostly green."
+    ]
+    learned = "A woman points at a chart. Labels: person, chart. Text on screen: Q3 REVENUE +12%"
+    assert frame_sentences(learned) == ["A woman points at a chart.", 'The screen shows "Q3 REVENUE +12%".']
+    assert frame_sentences("") == []
+
+
+def test_offline_answer_has_no_boilerplate_and_cites_each_moment_once(searcher: Searcher) -> None:
+    """The offline vision step's wording stays out of answers, and a moment whose spoken and
+    on-screen sentences both answer is cited once, after both."""
+    from videoqa_pipeline.ai.types import MEASURED_CAPTION_PREFIX
+    from videoqa_pipeline.search import Moment
+
+    invoice = Moment(
+        "office",
+        0.0,
+        5.0,
+        "The invoice total is forty two dollars. Payment is due at the end of the month.",
+        f'{MEASURED_CAPTION_PREFIX}A frame, mostly blue, text reading "INVOICE TOTAL 42 DOLLARS". '
+        "Labels: blue, text. Text on screen: INVOICE TOTAL 42 DOLLARS",
+        "office/keyframes/scene-0000.jpg",
+        1.0,
+        0.7,
+    )
+    plain = Moment(
+        "office",
+        5.0,
+        10.0,
+        "",
+        f"{MEASURED_CAPTION_PREFIX}A dark frame, mostly black. Labels: dark, black.",
+        None,
+        0.5,
+        0.3,
+    )
+    answer = ExtractiveAnswerer(searcher.embedder).answer("What is the invoice total?", [invoice, plain])
+    assert answer.found
+    assert "Description from measured facts" not in answer.answer and "Labels:" not in answer.answer
+    assert answer.answer.startswith("The invoice total is forty two dollars.")
+    assert 'The screen shows "INVOICE TOTAL 42 DOLLARS".' in answer.answer
+    assert answer.answer.count("[office @ 00:00]") == 1 and answer.answer.endswith("[office @ 00:00]")
+    assert [c.label for c in answer.citations] == ["[office @ 00:00]"]
+    assert "forty two dollars" in answer.citations[0].text and "INVOICE" in answer.citations[0].text
