@@ -156,13 +156,12 @@ def model_cache_dir(configured: str | None = None) -> Path:
     """Where joined split models are written: ``configured``, else the user's cache directory.
 
     ``VIDEOQA_MODEL_CACHE`` sets it (see :class:`~videoqa_pipeline.ai.config.AIConfig`);
-    unset, ``$XDG_CACHE_HOME/videoqa/models`` or ``~/.cache/videoqa/models``, and the system
-    temporary directory when that cannot be created (a read-only home in a container).
+    unset, ``~/.cache/videoqa/models``, and the system temporary directory when that cannot be
+    created (a read-only home in a container).
     """
     if configured:
         return Path(configured).expanduser()
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    candidate = root / "videoqa" / "models"
+    candidate = Path.home() / ".cache" / "videoqa" / "models"
     try:
         candidate.mkdir(parents=True, exist_ok=True)
         if os.access(candidate, os.W_OK):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -78,5 +79,10 @@ def test_missing_part_names_the_packages_to_install(tmp_path: Path) -> None:
 
 def test_cache_directory_setting_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert model_cache_dir(str(tmp_path / "x")) == tmp_path / "x"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert model_cache_dir() == tmp_path / "xdg" / "videoqa" / "models"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert model_cache_dir() == tmp_path / "home" / ".cache" / "videoqa" / "models"
+    assert model_cache_dir().is_dir()
+    (tmp_path / "home" / ".cache" / "videoqa" / "models").chmod(0o500)  # a read-only home
+    if os.access(tmp_path / "home" / ".cache" / "videoqa" / "models", os.W_OK):
+        return  # root writes anyway: the fallback cannot be seen here
+    assert model_cache_dir().parent == Path(tempfile.gettempdir())
