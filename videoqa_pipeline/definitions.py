@@ -24,15 +24,22 @@ from videoqa_pipeline.settings import Settings
 __all__ = ["VIDEO_PIPELINE_JOB", "build_definitions", "defs"]
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: Settings, secrets_as_env_vars: bool = True) -> dg.Definitions:
     """The code location's definitions for ``settings`` (what the defs folder loads for the
-    environment's settings)."""
+    environment's settings).
+
+    Args:
+        settings: The deployment's settings.
+        secrets_as_env_vars: Resources reference DATABASE_URL and OPENAI_API_KEY as ``EnvVar``
+            (a code location, whose config the UI shows); False passes the values (a run in this
+            process, whose settings may not come from its environment).
+    """
     return dg.Definitions.merge(
         asset_definitions(settings),
         check_definitions(settings),
         job_definitions(settings),
         sensor_definitions(settings),
-        resource_definitions(settings),
+        resource_definitions(settings, secrets_as_env_vars),
         executor_definitions,
     )
 

@@ -17,9 +17,9 @@ from typing import Any
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
-from videoqa_pipeline.definitions import build_definitions
+from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
 from videoqa_pipeline.defs.partitions import videos_partitions
-from videoqa_pipeline.defs.resources import build_resources, database_of
+from videoqa_pipeline.defs.resources import database_of
 from videoqa_pipeline.fetch import canonical_source_uri
 from videoqa_pipeline.run_tags import SOURCE_URI_TAG
 from videoqa_pipeline.settings import Settings
@@ -70,27 +70,24 @@ def process_video(
     """
     source_uri = canonical_source_uri(source)
     video_id = validate_video_id(video_id) if video_id else video_id_from_uri(source_uri)
-    definitions = build_definitions(settings)
     # Plain values, not EnvVar references: this process already holds the settings, and a
     # reference would be resolved against an environment these settings may not come from.
-    resources = build_resources(settings, secrets_as_env_vars=False)
+    definitions = build_definitions(settings, secrets_as_env_vars=False)
     register_source(database_of(settings), video_id, source_uri)
 
     owns_instance = instance is None
     instance = instance or dg.DagsterInstance.ephemeral()
     try:
         instance.add_dynamic_partitions(videos_partitions.name or "videos", [video_id])
-        assets = list(definitions.assets or [])
         # Dagster's console logger narrates every event at DEBUG; a CLI user wants the summary.
         run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
         if config_overrides:
             run_config["resources"] = {"pipeline_config": {"config": dict(config_overrides)}}
         started = time.perf_counter()
-        result = dg.materialize(
-            assets,  # type: ignore[arg-type]
+        # The same job the sensors launch, so the run shows under video_pipeline in the UI.
+        result = definitions.resolve_job_def(VIDEO_PIPELINE_JOB).execute_in_process(
             partition_key=video_id,
             instance=instance,
-            resources=resources,
             run_config=run_config,
             tags={SOURCE_URI_TAG: source_uri},
             raise_on_error=False,

@@ -205,8 +205,8 @@ def build_resources(settings: Settings, secrets_as_env_vars: bool = True) -> dic
     }
 
 
-def resource_definitions(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(resources=build_resources(settings))
+def resource_definitions(settings: Settings, secrets_as_env_vars: bool = True) -> dg.Definitions:
+    return dg.Definitions(resources=build_resources(settings, secrets_as_env_vars))
 
 
 @dg.definitions
