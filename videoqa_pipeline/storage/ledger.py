@@ -70,7 +70,7 @@ STAGES = tuple(TABLES)  # one table per stage
 _COLUMNS = (
     "id, video_id, source_uri, options::text AS options, from_stage, source_kind, external_id, status, "
     "attempts, retry_base, run_id, error, failed_step, transient, step_seconds::text AS step_seconds, "
-    "callback_url, scheduler_id, created_at, queued_at, started_at, finished_at, updated_at"
+    "callback_url, scheduler_id, warnings, created_at, queued_at, started_at, finished_at, updated_at"
 )
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 #: How long the reason quoted in an unreadable column's message may be.
@@ -134,6 +134,7 @@ class Job:
 
     ``unreadable`` says why ``options`` or ``step_seconds`` could not be decoded (they are then
     ``{}`` and None); ``scheduler_id`` is the Dagster instance that queued the current attempt.
+    ``warnings`` says what a succeeded attempt could not process, one ``step: text`` line per step.
     """
 
     id: int
@@ -159,6 +160,7 @@ class Job:
     updated_at: datetime
     scheduler_id: str | None = None
     unreadable: str | None = None
+    warnings: str | None = None
 
     @property
     def run_key(self) -> str:
@@ -392,6 +394,7 @@ def _job_from_row(row: Mapping[str, Any]) -> Job:
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
         scheduler_id=row["scheduler_id"],
+        warnings=row["warnings"],
         unreadable="; ".join(problems) or None,
     )
 
@@ -696,7 +699,7 @@ def claim_pending_jobs(
             if problem is None:
                 updated = cursor.execute(
                     f"""UPDATE {JOBS_TABLE}
-                        SET status = 'queued', video_id = %s, attempts = attempts + 1, run_id = NULL,
+                        SET status = 'queued', video_id = %s, attempts = attempts + 1, run_id = NULL, warnings = NULL,
                             scheduler_id = %s, queued_at = now(), started_at = NULL, finished_at = NULL,
                             updated_at = now()
                         WHERE id = %s RETURNING {_COLUMNS}""",
@@ -832,7 +835,7 @@ def mark_running(
             row = conn.execute(
                 f"""UPDATE {JOBS_TABLE}
                     SET status = 'running', run_id = %s, attempts = attempts + 1, retry_base = attempts,
-                        error = NULL, failed_step = NULL, transient = NULL, started_at = now(),
+                        warnings = NULL, error = NULL, failed_step = NULL, transient = NULL, started_at = now(),
                         finished_at = NULL, updated_at = now()
                     WHERE id = %s AND status IN ('failed', 'cancelled') AND run_id = %s
                     RETURNING status""",
@@ -867,6 +870,30 @@ def mark_succeeded(
                       AND (status IN ('queued', 'running') OR (status = 'succeeded' AND %s::jsonb IS NOT NULL))
                 """,
             (run_id, durations, job_id, attempt, run_id, run_id, durations),
+        )
+        return cursor.rowcount > 0
+
+
+def add_job_warning(db: Database, job_id: int, attempt: int, run_id: str, step: str, warning: str) -> bool:
+    """Record that ``step`` of this run processed less than all of its input (the job may still succeed).
+
+    Idempotent: a line already recorded (a retried step) is not added again. Only the current
+    attempt's run writes; a later attempt starts with no warnings.
+
+    Returns:
+        True when the job row holds the line after the call.
+    """
+    line = f"{step}: {' '.join(warning.split())}"[:2000]
+    with db.connection() as conn:
+        cursor = conn.execute(
+            f"""UPDATE {JOBS_TABLE}
+                SET warnings = CASE
+                        WHEN warnings IS NULL THEN %s
+                        WHEN strpos(E'\\n' || warnings || E'\\n', E'\\n' || %s || E'\\n') > 0 THEN warnings
+                        ELSE warnings || E'\\n' || %s END,
+                    updated_at = now()
+                WHERE id = %s AND attempts = %s AND (run_id IS NULL OR run_id = %s)""",
+            (line, line, line, job_id, attempt, run_id),
         )
         return cursor.rowcount > 0
 

@@ -293,6 +293,13 @@ def _add_job_schedulers(conn: psycopg.Connection, context: MigrationContext) -> 
         conn.execute(statement)
 
 
+def _add_job_warnings(conn: psycopg.Connection, context: MigrationContext) -> None:
+    """What a succeeded job could not process: one line per step that processed less than all of
+    its input (``normalized_video: audio undecodable from 12.0 s ...``), NULL when nothing was left
+    out. Cleared when an attempt is queued; written by the run (``ledger.add_job_warning``)."""
+    conn.execute("ALTER TABLE videoqa_jobs ADD COLUMN warnings text")
+
+
 #: All migrations, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -308,6 +315,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "job schedulers: the Dagster instance owning each job, one lease to take new jobs",
         _add_job_schedulers,
     ),
+    Migration(6, "job warnings: what a succeeded job could not process", _add_job_warnings),
 )
 
 CURRENT_SCHEMA_VERSION = MIGRATIONS[-1].version
