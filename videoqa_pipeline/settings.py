@@ -274,6 +274,7 @@ class Settings:
     home: Path = Path(".videoqa")
     dagster_home: Path | None = None
     inbox_dir: Path | None = None
+    inbox_settle_seconds: float = 5.0
     max_queued_runs: int = 10
     jobs_per_tick: int = 50
     run_timeout_seconds: float = 6 * 3600.0
@@ -333,6 +334,7 @@ class Settings:
             home=home,
             dagster_home=Path(dagster_home) if (dagster_home := read.text("DAGSTER_HOME")) else None,
             inbox_dir=Path(inbox) if inbox else None,
+            inbox_settle_seconds=read.number("VIDEOQA_INBOX_SETTLE_SECONDS", 5.0),
             max_queued_runs=read.integer("VIDEOQA_MAX_QUEUED_RUNS", 10, low=1, high=100_000),
             jobs_per_tick=read.integer("VIDEOQA_JOBS_PER_TICK", 50, low=1, high=10_000),
             run_timeout_seconds=read.number("VIDEOQA_RUN_TIMEOUT", 6 * 3600.0),
@@ -485,6 +487,7 @@ class Settings:
             else f"(unset: {self.home / 'dagster'})",
             "VIDEOQA_BLOB_DIR": str(self.blob_root),
             "VIDEOQA_INBOX": f"{self.inbox}" + ("" if self.watches_inbox else " (not watched)"),
+            "VIDEOQA_INBOX_SETTLE_SECONDS": self.inbox_settle_seconds,
             "VIDEOQA_MAX_QUEUED_RUNS": self.max_queued_runs,
             "VIDEOQA_JOBS_PER_TICK": self.jobs_per_tick,
             "VIDEOQA_RUN_TIMEOUT": self.run_timeout_seconds,

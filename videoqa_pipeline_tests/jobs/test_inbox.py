@@ -33,14 +33,22 @@ def test_a_dropped_video_becomes_one_job_across_restarts(
 ) -> None:
     inbox = videos_dir / "inbox-restarts"
     settings = Settings.from_env(
-        {"VIDEOQA_HOME": str(embedded_db.home), "VIDEOQA_INBOX": str(inbox)}
+        {
+            "VIDEOQA_HOME": str(embedded_db.home),
+            "VIDEOQA_INBOX": str(inbox),
+            "VIDEOQA_INBOX_SETTLE_SECONDS": "0.5",
+        }
     ).validate()
     sensor = build_inbox_sensor(settings)
     _drop(tiny_video, inbox, "talk.mp4")
     _drop(tiny_video, inbox, ".hidden.mp4")
     _drop(tiny_video, inbox, "copying.mp4.part")
-    fresh = _drop(tiny_video, inbox, "just-arriving.mp4", age_seconds=0)
+    fresh = _drop(tiny_video, inbox, "just-arriving.mp4", age_seconds=-60)  # written to this very moment
     context = dg.build_sensor_context(instance=instance, resources={"database": embedded_db.resource()})
+    # The first tick moves the settled drop aside; it is fingerprinted once it stayed unchanged for
+    # the settle window after the move.
+    assert isinstance(sensor(context), dg.SkipReason) and not (inbox / "talk.mp4").exists()
+    time.sleep(0.6)
     result = sensor(context)
     assert isinstance(result, dg.SensorResult) and result.cursor
     (job,) = _inbox_jobs(embedded_db)
@@ -57,8 +65,9 @@ def test_a_dropped_video_becomes_one_job_across_restarts(
     assert isinstance(again, dg.SensorResult | dg.SkipReason)
     assert len(_inbox_jobs(embedded_db)) == 1
     # The same content dropped again under another name is still one job.
+    fresh.unlink()
     _drop(tiny_video, inbox, "talk-copy.mp4")
-    jobs, _ = take_in(inbox, embedded_db.database, result.cursor)
+    jobs, _ = take_in(inbox, embedded_db.database, result.cursor, settle_seconds=0)
     assert [job.created for job in jobs] == [False] and len(_inbox_jobs(embedded_db)) == 1
 
 
@@ -67,7 +76,7 @@ def test_a_crash_between_accepting_and_submitting_is_recovered(
 ) -> None:
     inbox = videos_dir / "inbox-crash"
     _drop(tiny_video, inbox, "first.mp4")
-    jobs, cursor = take_in(inbox, embedded_db.database, None)
+    jobs, cursor = take_in(inbox, embedded_db.database, None, settle_seconds=0)
     assert len(jobs) == 1 and jobs[0].created
     # Simulate the crash: a file accepted (renamed) whose job was never written.
     other = inbox / "other.mp4"
@@ -75,8 +84,8 @@ def test_a_crash_between_accepting_and_submitting_is_recovered(
     digest = fingerprint(other)
     orphan = inbox / ACCEPTED_DIR / f"{time.time_ns():020d}-{digest}-other.mp4"
     other.rename(orphan)
-    recovered, new_cursor = take_in(inbox, embedded_db.database, cursor)
+    recovered, new_cursor = take_in(inbox, embedded_db.database, cursor, settle_seconds=0)
     assert [job.created for job in recovered] == [True]
     assert ledger.get_job(embedded_db.database, recovered[0].job_id).source_uri == str(orphan.resolve())
     assert new_cursor == orphan.name
-    assert take_in(inbox, embedded_db.database, new_cursor) == ([], new_cursor)
+    assert take_in(inbox, embedded_db.database, new_cursor, settle_seconds=0) == ([], new_cursor)

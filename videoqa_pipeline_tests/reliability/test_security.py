@@ -250,7 +250,7 @@ def test_inbox_file_names_become_safe_video_ids_and_symlinks_are_ignored(harness
     past = 1_000_000_000
     for path in inbox.iterdir():
         os.utime(path, (past, past), follow_symlinks=False)
-    submitted, _ = take_in(inbox, harness.database, None)
+    submitted, _ = take_in(inbox, harness.database, None, settle_seconds=0)
     try:
         assert len(submitted) == len(names), "every regular file, and not the symlink"
         assert link.is_symlink(), "a symlink is left alone"
