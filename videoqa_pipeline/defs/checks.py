@@ -90,7 +90,7 @@ def _judge(report: Searchability, *, enabled: bool, expected_model: str | None) 
     if expected_model and report.models and expected_model not in report.models:
         report.problems.append(
             f"embedded with {', '.join(report.models)} but search embeds queries with {expected_model}; "
-            "these moments are invisible to search until embeddings are re-materialized"
+            "search refuses to mix models, so move this video with `videoqa reprocess VIDEO --from embeddings`"
         )
     return report
 

@@ -84,7 +84,7 @@ def test_missing_mixed_and_foreign_embeddings_are_reported(
     replace_partition(database, EMBEDDINGS, video_id, foreign)
     report = assess_video(database, video_id, enabled=True, expected_model=embedder.model_name)
     assert not report.searchable and report.severity == "WARN"
-    assert "invisible to search" in report.problems[0]
+    assert "search refuses to mix models" in report.problems[0]
     # Another model's vectors make every unscoped search refuse: leave none behind for later tests.
     replace_partition(database, EMBEDDINGS, video_id, foreign.iloc[0:0])
 
