@@ -253,6 +253,23 @@ class PostgresSearchBackend:
             rows = conn.execute(statement, params).fetchall()
         return {str(row[0]): list(row[1]) for row in rows}
 
+    def _similarity_column(
+        self, vector: np.ndarray | None, model: str | None
+    ) -> tuple[sql.Composable, list[Any]]:
+        """The similarity of each text hit to the query (for "not found" decisions), with its
+        parameters: computed by pgvector in the query; without it, the vector itself is fetched
+        (compared in numpy). Only rows of the query's ``model`` are comparable."""
+        if vector is None:
+            return sql.SQL("NULL::real"), []
+        same_model = sql.SQL("TRUE") if model is None else sql.SQL("model = {}").format(sql.Literal(model))
+        if not self.database.has_pgvector:
+            return sql.SQL("CASE WHEN {same} THEN embedding::real[] END").format(same=same_model), []
+        dimension = sql.Literal(int(vector.size))
+        similarity = sql.SQL(
+            "CASE WHEN dimension = {d} AND {same} THEN 1 - ((embedding::vector({d})) <=> %s::vector({d})) END"
+        ).format(d=dimension, same=same_model)
+        return similarity, [_vector_literal(vector)]
+
     def text_hits(
         self,
         query: str,
@@ -276,20 +293,8 @@ class PostgresSearchBackend:
         self.database.ensure_schema()
         clauses, params = self._filters(filters)
         where = sql.SQL(" AND ").join([sql.SQL("search_tsv @@ q"), *clauses])
-        # The similarity of each text hit to the query (for "not found" decisions): computed by
-        # pgvector in the query; without it, from the vectors fetched with the rows.
-        similarity: sql.Composable = sql.SQL("NULL::real")
-        similarity_params: list[Any] = []
         in_sql = vector is not None and self.database.has_pgvector
-        same_model = sql.SQL("TRUE") if model is None else sql.SQL("model = {}").format(sql.Literal(model))
-        if vector is not None and in_sql:
-            dimension = sql.Literal(int(vector.size))
-            similarity = sql.SQL(
-                "CASE WHEN dimension = {d} AND {same} THEN 1 - ((embedding::vector({d})) <=> %s::vector({d})) END"
-            ).format(d=dimension, same=same_model)
-            similarity_params = [_vector_literal(vector)]
-        elif vector is not None:
-            similarity = sql.SQL("CASE WHEN {same} THEN embedding::real[] END").format(same=same_model)
+        similarity, similarity_params = self._similarity_column(vector, model)
         # Items must contain several of the query's terms (see text_query.required_matches): one
         # common word ("long", "time") shared with a question is noise that would outvote vectors.
         terms = query_terms(query)[:MAX_TERMS]
