@@ -108,7 +108,9 @@ def submit_sources(database: Database, config: AddVideosConfig, batch_id: str) -
     ids: list[str | None] = list(config.video_ids) if config.video_ids else [None] * len(config.sources)
     if len(ids) != len(config.sources):
         raise dg.Failure(
-            f"video_ids has {len(ids)} entries for {len(config.sources)} sources: give one per source or none"
+            description=f"video_ids has {len(ids)} entries for {len(config.sources)} sources: "
+            "give one per source or none",
+            allow_retries=False,
         )
     requests = [
         ledger.JobRequest(
