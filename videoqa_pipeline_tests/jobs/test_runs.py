@@ -45,7 +45,7 @@ def _run_job(
     ledger.claim_pending_jobs(db, 50)
     job = ledger.get_job(db, job_id)
     assert job.status == "queued", job
-    request = job_run_request(job, settings, downstream_selections(list(definitions.assets or [])))  # type: ignore[arg-type]
+    request = job_run_request(job, settings, downstream_selections())
     assert request.partition_key is not None
     instance.add_dynamic_partitions(videos_partitions.name or "videos", [request.partition_key])
     result = definitions.resolve_job_def(VIDEO_PIPELINE_JOB).execute_in_process(
