@@ -1,5 +1,9 @@
 """A run keeps its own job row up to date: running at start, succeeded or failed at the end.
 
+A step that succeeded with less than all of its input (a stage's ``warning`` fact, e.g. audio that
+does not decode from 12.0 s on) adds that warning to the row, so the job reads "succeeded, with
+warnings" wherever it is shown.
+
 Run status sensors lag and can miss events (dagster #19225, #21526), so the run writes the
 outcome itself; the sensors and the sweeper in :mod:`.run_status` are the backstop. Every write
 is an idempotent, forward-only update keyed by job, attempt and run
@@ -14,6 +18,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from videoqa_pipeline.run_tags import JOB_ATTEMPT_TAG, JOB_ID_TAG, PARENT_RUN_ID_TAG, PARTITION_TAG
+from videoqa_pipeline.steps.result import WARNING_FACT
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 
@@ -80,6 +85,16 @@ def failure_message(error: BaseException | None, step: str = "step", video_id: s
     return f"{where} after its retries: {type(error).__name__}: {error}".strip()
 
 
+def step_warning(context: dg.HookContext) -> str | None:
+    """The ``warning`` fact of the step's output metadata, if it has one."""
+    for metadata in context.op_output_metadata.values():
+        value = metadata.get(WARNING_FACT) if isinstance(metadata, Mapping) else None
+        text = getattr(value, "value", value)
+        if isinstance(text, str) and text:
+            return text
+    return None
+
+
 def _job_of_hook(context: dg.HookContext) -> tuple[int, int] | None:
     run = context.instance.get_run_by_id(context.run_id)
     return None if run is None else job_of_run(run.tags)
@@ -109,6 +124,10 @@ def build_job_hooks(max_attempts: int) -> set[dg.HookDefinition]:
         if job is None:
             return
         database = context.resources.database.get()
+        warning = step_warning(context)
+        if warning is not None:
+            ledger.add_job_warning(database, job[0], job[1], context.run_id, context.op.name, warning)
+            context.log.warning("job %d: %s succeeded with a warning: %s", job[0], context.op.name, warning)
         if context.op.name == FINAL_STEP:
             ledger.mark_succeeded(database, job[0], job[1], context.run_id)
         else:

@@ -17,13 +17,18 @@ Two tricks keep decoding cheap:
   ever skips non-reference frames.
 
 Only one decoded frame is alive at a time, so memory is flat whatever the video length.
+
+A packet the decoder refuses (a damaged file) is skipped and decoding goes on with the next one,
+as players do: the decoder picks up again at the next keyframe, and callers see a hole in the
+frame times (:mod:`videoqa_pipeline.media.coverage` measures it) instead of losing the rest of
+the video.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -77,6 +82,18 @@ def open_video(
         yield container, stream
     finally:
         container.close()
+
+
+def video_stream_seconds(path: str | os.PathLike[str], fallback: float) -> float:
+    """Length of the first video stream by its own header, else ``fallback`` (the container's).
+
+    The container's duration is that of its longest stream: audio running past the end of the
+    picture must not count as undecodable video.
+    """
+    with open_video(path) as (_, stream):
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+    return fallback
 
 
 def stream_start_seconds(stream: av.video.stream.VideoStream) -> float:
@@ -146,29 +163,62 @@ def iter_small_frames(
         start = stream_start_seconds(stream)
         produced = 0
         previous_time: float | None = None
-        try:
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    continue
-                if skip != "DEFAULT" and _skipping_too_much(frame, previous_time):
-                    # Skip less from here on; a frame damaged by skipping is never analysed.
-                    skip = context.skip_frame = _SKIP_LADDER[_SKIP_LADDER.index(skip) + 1]
-                    logger.info(
-                        "%s: too many frames skipped at %.2f s; skip_frame=%s", path, frame.time, skip
-                    )
-                    if frame.is_corrupt:
-                        continue
-                previous_time = frame.time
-                produced += 1
-                yield SmallFrame(time=max(0.0, frame.time - start), image=small_bgr(frame, factor))
-        except av.error.FFmpegError as exc:
-            if produced == 0:
-                raise TruncatedMediaError(path, f"no frame could be decoded ({exc.strerror})") from exc
-            # A damaged tail: keep what was decoded, like players do.
-            logger.warning("%s: decoding stopped after %d frames: %s", path, produced, exc)
+        for frame in decoded_frames(container, stream, path):
+            if frame.time is None:
+                continue
+            if skip != "DEFAULT" and _skipping_too_much(frame, previous_time):
+                # Skip less from here on; a frame damaged by skipping is never analysed.
+                skip = context.skip_frame = _SKIP_LADDER[_SKIP_LADDER.index(skip) + 1]
+                logger.info("%s: too many frames skipped at %.2f s; skip_frame=%s", path, frame.time, skip)
+            if frame.is_corrupt:
+                continue
+            previous_time = frame.time
+            produced += 1
+            yield SmallFrame(time=max(0.0, frame.time - start), image=small_bgr(frame, factor))
         if produced == 0 and skip_frames:
             # Streams whose frames are all marked skippable (rare): decode them all.
             yield from iter_small_frames(path, factor, skip_frames=False)
+
+
+def decoded_frames(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    path: str | os.PathLike[str],
+    *,
+    before_decode: Callable[[av.Packet], None] | None = None,
+) -> Iterator[av.VideoFrame]:
+    """Every frame the decoder gives for ``stream``, going on past packets it refuses (module docstring).
+
+    Damage in the container itself (an index pointing past the end) ends the stream there.
+    ``before_decode`` sees each packet first (to change ``skip_frame``, say).
+
+    Raises:
+        TruncatedMediaError: Not a single frame decoded and the decoder refused packets.
+    """
+    refused = 0
+    produced = 0
+    first_error: av.error.FFmpegError | None = None
+    try:
+        for packet in container.demux(stream):
+            if before_decode is not None:
+                before_decode(packet)
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                refused += 1
+                first_error = first_error or exc
+                continue
+            produced += len(frames)
+            yield from frames
+    except av.error.FFmpegError as exc:
+        first_error = first_error or exc
+        logger.info("%s: reading stopped after %d frame(s): %s", path, produced, exc)
+    if produced == 0 and first_error is not None:
+        raise TruncatedMediaError(
+            path, f"no frame could be decoded ({first_error.strerror})"
+        ) from first_error
+    if refused:
+        logger.info("%s: %d undecodable video packet(s) skipped", path, refused)
 
 
 # Decoded frames further apart than this mean the decoder skips too much for cut detection.

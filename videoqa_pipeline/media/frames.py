@@ -21,7 +21,7 @@ import av.error
 import cv2
 import numpy as np
 
-from videoqa_pipeline.media.decode import open_video, plane_array, stream_start_seconds
+from videoqa_pipeline.media.decode import decoded_frames, open_video, plane_array, stream_start_seconds
 from videoqa_pipeline.media.errors import MediaError, TruncatedMediaError
 from videoqa_pipeline.media.scenes import Scene
 
@@ -231,26 +231,23 @@ class _FrameReader:
         self._last = None
 
     def _decode(self) -> Iterator[av.VideoFrame]:
+        """Frames from the current position on. Packets the decoder refuses are skipped
+        (:func:`~videoqa_pipeline.media.decode.decoded_frames`): a target in a damaged stretch gets
+        the nearest frame that decoded, with that frame's own time."""
+        for frame in decoded_frames(self.container, self.stream, self.path, before_decode=self._skip_early):
+            if frame.time is not None:
+                yield frame
+
+    def _skip_early(self, packet: av.Packet) -> None:
+        """Non-reference frames before the window are never shown and never needed by other
+        frames: let the decoder drop them."""
         context = self.stream.codec_context
         time_base = self.time_base or Fraction(1, 1)
-        produced = 0
-        try:
-            for packet in self.container.demux(self.stream):
-                # Non-reference frames before the window are never shown and never needed by
-                # other frames: let the decoder drop them.
-                early = packet.pts is not None and float(packet.pts * time_base) < self._skip_before - 0.25
-                if early and context.skip_frame != "NONREF":
-                    context.skip_frame = "NONREF"
-                elif not early and context.skip_frame != "DEFAULT":
-                    context.skip_frame = "DEFAULT"
-                for frame in packet.decode():
-                    if frame.time is not None:
-                        produced += 1
-                        yield frame
-        except av.error.FFmpegError as exc:
-            if produced == 0:
-                raise TruncatedMediaError(self.path, f"video cannot be decoded ({exc.strerror})") from exc
-            logger.warning("%s: decoding stopped early: %s", self.path, exc)
+        early = packet.pts is not None and float(packet.pts * time_base) < self._skip_before - 0.25
+        if early and context.skip_frame != "NONREF":
+            context.skip_frame = "NONREF"
+        elif not early and context.skip_frame != "DEFAULT":
+            context.skip_frame = "DEFAULT"
 
     def _next_frame(self) -> av.VideoFrame | None:
         # A plain next() (not a nested generator) so that stopping at a window never closes

@@ -5,6 +5,12 @@ demuxed and decoded exactly once. ffmpeg streams the file; nothing is held in Py
 A source that already is what we would produce (8-bit yuv420p H.264 in MP4/MOV, even
 dimensions within the height limit, no rotation) is remuxed instead of re-encoded: phone
 and screen recordings often are, and copying costs a fraction of a decode.
+
+The WAV stays on the source's timeline: ffmpeg's ``aresample=async=1:first_pts=0`` places samples
+by their timestamps, so audio packets a damaged file cannot decode become silence of the same
+length instead of pulling every later word earlier, and ``apad`` pads the end to the source's
+duration. How much of the audio decoded is measured first (:func:`~videoqa_pipeline.media.coverage.audio_coverage`):
+a source whose audio does not decode at all is normalized without it, video only.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 import ffmpeg
 
+from videoqa_pipeline.media.coverage import Coverage, audio_coverage
 from videoqa_pipeline.media.errors import MediaError
 from videoqa_pipeline.media.probe import MediaInfo, probe
 from videoqa_pipeline.media.tools import ffmpeg_executable, run_ffmpeg
@@ -45,6 +52,8 @@ class NormalizedMedia:
         fps: Average frame rate of the source (timestamps are kept as they were).
         duration: Duration of the source in seconds.
         reencoded: False when the video stream was copied as it was (already compliant).
+        audio_coverage: How much of the source's audio decoded (None when it has no audio
+            stream); ``audio_path`` is None when none of it did.
     """
 
     video_path: Path
@@ -54,6 +63,7 @@ class NormalizedMedia:
     fps: float
     duration: float
     reencoded: bool = True
+    audio_coverage: Coverage | None = None
 
 
 def target_size(width: int, height: int, max_height: int) -> tuple[int, int]:
@@ -166,7 +176,11 @@ def normalize(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     video_path = out / VIDEO_FILENAME
-    audio_path = out / AUDIO_FILENAME if info.audio is not None else None
+    coverage = audio_coverage(src) if info.audio is not None else None
+    decodable_audio = coverage is not None and coverage.decoded_seconds > 0
+    audio_path = out / AUDIO_FILENAME if decodable_audio else None
+    if coverage is not None and not decodable_audio:
+        logger.warning("%s: no audio packet decodes; normalizing the video only", src)
     width, height = target_size(info.video.width, info.video.height, max_height)
     copy = allow_copy and can_copy_video(info, max_height)
 
@@ -177,7 +191,7 @@ def normalize(
     encoding = None if copy else _X264(width, height, preset, crf, threads)
     outputs = [_video_output(source, video_path, encoding)]
     if audio_path is not None:
-        outputs.append(_wav_output(source, audio_path))
+        outputs.append(_wav_output(source, audio_path, pad_to=info.duration))
     command = (
         ffmpeg.merge_outputs(*outputs)
         .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
@@ -196,11 +210,15 @@ def normalize(
         fps=info.video.fps,
         duration=info.duration,
         reencoded=not copy,
+        audio_coverage=coverage,
     )
 
 
 def extract_audio(src: str | os.PathLike[str], dest_wav: str | os.PathLike[str]) -> Path | None:
-    """Write the first audio stream of ``src`` as 16 kHz mono 16-bit WAV.
+    """Write the first audio stream of ``src`` as 16 kHz mono 16-bit WAV on the source's timeline.
+
+    Undecodable stretches become silence of the same length, so times in the WAV are times in
+    the source (module docstring).
 
     Args:
         src: Any media file with or without video.
@@ -220,7 +238,7 @@ def extract_audio(src: str | os.PathLike[str], dest_wav: str | os.PathLike[str])
     dest = Path(dest_wav)
     dest.parent.mkdir(parents=True, exist_ok=True)
     command = (
-        _wav_output(ffmpeg.input(os.fspath(src)), dest)
+        _wav_output(ffmpeg.input(os.fspath(src)), dest, pad_to=info.duration)
         .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
         .overwrite_output()
         .compile(cmd=ffmpeg_executable())
@@ -229,9 +247,15 @@ def extract_audio(src: str | os.PathLike[str], dest_wav: str | os.PathLike[str])
     return dest
 
 
-def _wav_output(source: ffmpeg.nodes.FilterableStream, dest: Path) -> ffmpeg.nodes.OutputStream:
+def _wav_output(
+    source: ffmpeg.nodes.FilterableStream, dest: Path, *, pad_to: float
+) -> ffmpeg.nodes.OutputStream:
+    """16 kHz mono PCM on the source's timeline: gaps filled by timestamp, the end padded to ``pad_to``."""
+    audio = source.audio.filter("aresample", **{"async": 1, "first_pts": 0})
+    if pad_to > 0:
+        audio = audio.filter("apad", whole_dur=f"{pad_to:.3f}")
     return ffmpeg.output(
-        source.audio,
+        audio,
         str(dest),
         acodec="pcm_s16le",
         ac=1,

@@ -4,6 +4,10 @@ PySceneDetect's own decode loop converts every full-size frame to BGR before shr
 which costs more than the decode. Here frames come from :mod:`videoqa_pipeline.media.decode`
 already small (and non-reference frames are skipped), and are fed straight to the detector,
 timestamped with their real presentation time so variable frame rate video gets true times.
+
+A damaged stream is analysed past its undecodable stretches (:mod:`videoqa_pipeline.media.decode`);
+:func:`find_scenes` says how much of it decoded, and scenes end where decoding did when the rest
+of the video cannot be read.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from dataclasses import dataclass
 
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, SceneDetector
 
-from videoqa_pipeline.media.decode import downscale_factor_for, iter_small_frames
+from videoqa_pipeline.media.coverage import Coverage, coverage_of
+from videoqa_pipeline.media.decode import downscale_factor_for, iter_small_frames, video_stream_seconds
 from videoqa_pipeline.media.probe import MediaInfo, probe
 
 logger = logging.getLogger(__name__)
@@ -82,6 +87,20 @@ def make_detector(name: str, threshold: float | None, min_scene_len_frames: int)
     raise ValueError(f"unknown scene detector {name!r}; choose one of {', '.join(DETECTORS)}")
 
 
+@dataclass(frozen=True)
+class SceneDetection:
+    """Scenes and how much of the video they rest on.
+
+    Attributes:
+        scenes: The scenes, in order (see :func:`detect_scenes`).
+        coverage: Which stretches of the video stream decoded; the scenes end where decoding
+            did when the rest is undecodable.
+    """
+
+    scenes: list[Scene]
+    coverage: Coverage
+
+
 def detect_scenes(
     path: str | os.PathLike[str],
     detector: str = "adaptive",
@@ -91,7 +110,20 @@ def detect_scenes(
     *,
     info: MediaInfo | None = None,
 ) -> list[Scene]:
-    """Split a video into scenes.
+    """Split a video into scenes: :func:`find_scenes` without the coverage."""
+    return find_scenes(path, detector, threshold, min_scene_len_seconds, downscale, info=info).scenes
+
+
+def find_scenes(
+    path: str | os.PathLike[str],
+    detector: str = "adaptive",
+    threshold: float | None = None,
+    min_scene_len_seconds: float = 0.5,
+    downscale: int | None = None,
+    *,
+    info: MediaInfo | None = None,
+) -> SceneDetection:
+    """Split a video into scenes, and say how much of it could be decoded.
 
     Args:
         path: The video.
@@ -103,7 +135,8 @@ def detect_scenes(
         info: The result of :func:`probe` when the caller already has it.
 
     Returns:
-        Scenes in order, covering the whole video; a video without cuts is one scene.
+        Scenes in order, covering the whole video (up to where decoding stopped, when the rest of
+        it is undecodable); a video without cuts is one scene.
 
     Raises:
         ValueError: Unknown detector, bad threshold or downscale.
@@ -120,27 +153,31 @@ def detect_scenes(
     scene_detector = make_detector(detector, threshold, min_len_frames)
 
     cuts: list[float] = []
-    last_time = 0.0
-    frames = 0
+    spans: list[tuple[float, float]] = []
     for small in iter_small_frames(path, factor):
         timecode = FrameTimecode(float(small.time), fps)
         cuts.extend(cut.seconds for cut in scene_detector.process_frame(timecode, small.image))
-        last_time = small.time
-        frames += 1
-    if frames:
-        cuts.extend(cut.seconds for cut in scene_detector.post_process(FrameTimecode(float(last_time), fps)))
+        spans.append((small.time, small.time + 1.0 / fps))
+    if spans:
+        last = FrameTimecode(float(spans[-1][0]), fps)
+        cuts.extend(cut.seconds for cut in scene_detector.post_process(last))
+    coverage = coverage_of(spans, video_stream_seconds(path, info.duration))
 
-    end = max(info.duration, last_time + 1.0 / fps) if frames else info.duration
+    end = max(info.duration, spans[-1][1]) if spans else info.duration
+    if coverage.decoded_end < coverage.duration:
+        end = coverage.decoded_end  # the rest is undecodable: no scene claims it
     scenes = scenes_from_cuts(cuts, end, fps)
     logger.info(
-        "%s: %d scene(s) with the %s detector (%d frames analysed, downscale %d)",
+        "%s: %d scene(s) with the %s detector (%d frames analysed, downscale %d, %.1f of %.1f s decoded)",
         path,
         len(scenes),
         detector,
-        frames,
+        len(spans),
         factor,
+        coverage.decoded_seconds,
+        coverage.duration,
     )
-    return scenes
+    return SceneDetection(scenes, coverage)
 
 
 def scenes_from_cuts(cuts: list[float], duration: float, fps: float) -> list[Scene]:

@@ -11,8 +11,29 @@ import pandas as pd
 from videoqa_pipeline import media
 from videoqa_pipeline.steps.errors import single_row
 from videoqa_pipeline.steps.options import ProcessingOptions
-from videoqa_pipeline.steps.result import Fact, Location, StageResult
+from videoqa_pipeline.steps.result import WARNING_FACT, Fact, Location, StageResult
 from videoqa_pipeline.storage.blobs import BlobStore, blob_key
+
+
+def audio_coverage_facts(coverage: media.Coverage | None) -> dict[str, Fact]:
+    """Nothing when the audio decoded whole (or there is none); else how much did, and a warning.
+
+    The WAV keeps the source's timeline either way (undecodable stretches are silence), so a
+    transcript's times stay true; the warning says which stretches it cannot cover.
+    """
+    if coverage is None or coverage.complete:
+        return {}
+    facts: dict[str, Fact] = {f"audio_{name}": value for name, value in coverage.facts().items()}
+    if coverage.decoded_seconds <= 0:
+        facts[WARNING_FACT] = (
+            "audio undecodable: no audio packet decodes; video only, the transcript is empty"
+        )
+    else:
+        facts[WARNING_FACT] = (
+            f"audio undecodable {coverage.undecodable_spans()}: transcript covers "
+            f"{coverage.decoded_seconds:.1f} of {coverage.duration:.1f} s"
+        )
+    return facts
 
 
 def normalize_video(
@@ -72,6 +93,7 @@ def normalize_video(
         "size_mb": float(round(video_size / 1e6, 3)),
         "normalize_seconds": float(round(seconds, 2)),
         "speed_x_realtime": float(round(result.duration / seconds, 2) if seconds else 0.0),
+        **audio_coverage_facts(result.audio_coverage),
     }
     blobs = (video_key,) if audio_key is None else (video_key, audio_key)
     return StageResult("normalized_video", [row], facts, blobs)

@@ -30,6 +30,10 @@ class Location:
     value: str
 
 
+#: The fact that says a stage succeeded with less than all of its input (a damaged stream): the
+#: run copies it to its job row, so the job says it succeeded with warnings.
+WARNING_FACT = "warning"
+
 #: One metadata fact. Lists and dicts hold JSON values only.
 Fact: TypeAlias = int | float | bool | str | list[Any] | dict[str, Any] | Markdown | Location | None
 
@@ -60,6 +64,12 @@ class StageResult:
         This is what the IO managers store; an empty result still has every column.
         """
         return pd.DataFrame(self.rows, columns=columns(self.table))
+
+    @property
+    def warning(self) -> str | None:
+        """What the stage could not process although it succeeded, or None."""
+        text = self.facts.get(WARNING_FACT)
+        return text if isinstance(text, str) else None
 
     @property
     def skipped(self) -> str | None:

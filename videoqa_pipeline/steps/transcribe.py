@@ -42,6 +42,8 @@ def transcribe_audio(
     store: BlobStore,
     transcriber: Callable[[], Transcriber],
     options: ProcessingOptions,
+    *,
+    audio_problem: str | None = None,
 ) -> StageResult:
     """Transcribe the normalized WAV; an empty transcript when disabled or the video is silent.
 
@@ -49,6 +51,8 @@ def transcribe_audio(
         normalized_video: The video's ``normalized_video`` table (one row).
         transcriber: Gives the transcriber; called only when there is speech to transcribe,
             so a disabled stage never loads a model.
+        audio_problem: What the normalize stage reported about the audio (its warning), if
+            anything: the reason given when there is no WAV because no audio decoded.
 
     Raises:
         StageInputError: ``normalized_video`` has no row for the video.
@@ -57,7 +61,11 @@ def transcribe_audio(
     normalized = single_row(normalized_video, "normalized_video", video_id)
     audio_key = normalized["audio_blob_key"]
     if not options.enable_transcription or audio_key is None or pd.isna(audio_key):
-        reason = "transcription disabled" if not options.enable_transcription else "video has no audio"
+        reason = (
+            "transcription disabled"
+            if not options.enable_transcription
+            else audio_problem or "video has no audio"
+        )
         return StageResult("transcript", [], {"skipped": reason, "segments": 0})
     started = time.perf_counter()
     with store.local_path(str(audio_key)) as wav:

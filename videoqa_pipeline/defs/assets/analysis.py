@@ -15,6 +15,7 @@ from videoqa_pipeline.defs.assets.common import (
     materialized,
     processing_options,
     reported_as_failure,
+    upstream_warning,
     video_asset,
 )
 from videoqa_pipeline.defs.config import PipelineConfig
@@ -37,7 +38,12 @@ def transcript(
     video_id = context.partition_key
     with reported_as_failure("transcript", video_id):
         result = steps.transcribe_audio(
-            normalized_video, video_id, blob_store.get(), ai.transcriber, processing_options(pipeline_config)
+            normalized_video,
+            video_id,
+            blob_store.get(),
+            ai.transcriber,
+            processing_options(pipeline_config),
+            audio_problem=upstream_warning(context, "normalized_video"),
         )
     return materialized(result)
 

@@ -22,6 +22,7 @@ from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.run_tags import SOURCE_URI_TAG
 from videoqa_pipeline.settings import load_settings
 from videoqa_pipeline.steps import STAGE_ERRORS, Fact, Location, Markdown, ProcessingOptions, StageResult
+from videoqa_pipeline.steps.result import WARNING_FACT
 from videoqa_pipeline.storage.ledger import lookup_source, register_source
 from videoqa_pipeline.video_ids import SAMPLE_VIDEO_ID
 
@@ -91,6 +92,22 @@ def metadata_of(facts: Mapping[str, Fact]) -> dict[str, dg.MetadataValue]:
 def materialized(result: StageResult) -> dg.Output[pd.DataFrame]:
     """The output the IO manager stores (the table's columns, in order) with the facts attached."""
     return dg.Output(result.frame(), metadata=metadata_of(result.facts))
+
+
+def upstream_warning(context: dg.AssetExecutionContext, asset: str) -> str | None:
+    """The warning of the latest materialization of ``asset`` for this partition, if it had one.
+
+    Tables hold rows, not what a stage could not process; a downstream stage that must say why it
+    has nothing to work on (no audio because none of it decoded) reads it here.
+    """
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[context.partition_key]),
+        limit=1,
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    value = materialization.metadata.get(WARNING_FACT) if materialization is not None else None
+    text = getattr(value, "value", None)
+    return text if isinstance(text, str) and text else None
 
 
 def processing_options(config: PipelineConfig) -> ProcessingOptions:
