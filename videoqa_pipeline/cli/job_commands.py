@@ -85,6 +85,7 @@ def _echo_job(job: ledger.Job) -> None:
             else ""
         )
         rows.append((f"error{where}{kind}", job.error))
+    rows.extend(("warning", line) for line in (job.warnings or "").splitlines())
     for name, value in rows:
         click.echo(f"{name:<22} {value}")
 

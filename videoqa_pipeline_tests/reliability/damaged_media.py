@@ -46,6 +46,23 @@ def clean_video(out: Path, *, speech_wav: Path | None = None) -> Path:
     return out
 
 
+def speech_track(out: Path, sentences: dict[float, str]) -> Path:
+    """60 s of silence with each sentence spoken (espeak-ng) from its start time on."""
+    inputs: list[str] = ["-f", "lavfi", "-i", f"anullsrc=r=22050:cl=mono:d={DURATION:g}"]
+    chains = []
+    for number, (start, sentence) in enumerate(sorted(sentences.items()), start=1):
+        spoken = out.with_name(f"{out.stem}-{number}.wav")
+        subprocess.run(
+            ["espeak-ng", "-s", "140", "-w", str(spoken), sentence], check=True, capture_output=True
+        )
+        inputs += ["-i", str(spoken)]
+        chains.append(f"[{number}]adelay={round(start * 1000)}[s{number}]")
+    mix = "".join(f"[s{number}]" for number in range(1, len(sentences) + 1))
+    graph = ";".join([*chains, f"[0]{mix}amix=inputs={len(sentences) + 1}:duration=first:normalize=0"])
+    _ffmpeg(*inputs, "-filter_complex", graph, "-t", f"{DURATION:g}", str(out))
+    return out
+
+
 def overwrite_packets(src: Path, dst: Path, kind: str, start: float, end: float = float("inf")) -> int:
     """Copy ``src`` to ``dst`` with the bytes of its ``kind`` ("audio"/"video") packets in
     ``[start, end)`` seconds overwritten; returns how many packets were damaged."""

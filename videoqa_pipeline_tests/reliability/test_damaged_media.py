@@ -20,8 +20,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from videoqa_pipeline import media, steps
+from videoqa_pipeline.cli import main
 from videoqa_pipeline.steps import ProcessingOptions
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.blobs import LocalBlobStore
@@ -180,6 +182,16 @@ def test_jobs_on_damaged_sources_succeed_with_warnings(
         if case == "video_tail":
             assert metadata["scenes"]["decodable_fraction"] == pytest.approx(0.4, abs=0.01)
 
+    shown = CliRunner().invoke(
+        main,
+        ["status", str(job_ids["video_tail"])],
+        env={**harness.env, "DAGSTER_HOME": ""},
+        catch_exceptions=False,
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "status                 succeeded" in shown.output
+    assert "warning                scenes: video undecodable from 24.0 s" in shown.output
+
     # The file was mended and the job requeued: its new attempt starts without the old warnings.
     shutil.copy(damaged["clean"], sources["audio_gap"])
     ledger.requeue_job(harness.database, job_ids["audio_gap"], force=True)
@@ -209,6 +221,35 @@ def test_a_warning_is_recorded_once_per_step_and_attempt(
     )
     harness.execute(request)
     assert ledger.get_job(harness.database, job_id).status == "succeeded"
+
+
+@pytest.mark.reliability
+def test_transcript_times_after_damaged_audio_are_source_times(harness: JobHarness, tmp_path: Path) -> None:
+    """The offline speech model on a source whose audio does not decode from 12 to 27 s: the
+    sentence spoken at 51 s is transcribed at 51 s (it was at 36 s before the WAV kept the
+    source's timeline)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed: no speech to transcribe (apt-get install espeak-ng)")
+    speech = damaged_media.speech_track(
+        tmp_path / "speech.wav",
+        {5.0: "The morning train leaves the station early.", 51.0: "The zebra crossed the quiet road."},
+    )
+    clean = damaged_media.clean_video(tmp_path / "spoken.mp4", speech_wav=speech)
+    source = tmp_path / "spoken-damaged.mp4"
+    damaged_media.overwrite_packets(clean, source, "audio", 12.0, 27.0)
+
+    outcome = harness.run_job(harness.submit(str(source), options={"enable_transcription": True}))
+    job = outcome.job
+    assert job.status == "succeeded", job.error
+    assert job.warnings is not None and "transcript covers 45.0 of 60.0 s" in job.warnings
+    assert job.video_id is not None
+    transcript = read_partition(harness.database, TABLES["transcript"], job.video_id)
+    starts = {
+        word: [float(row.start_seconds) for row in transcript.itertuples() if word in str(row.text).lower()]
+        for word in ("train", "road")
+    }
+    assert starts["train"] and starts["train"][0] == pytest.approx(5.0, abs=1.0), transcript
+    assert starts["road"] and starts["road"][0] == pytest.approx(51.0, abs=1.0), transcript
 
 
 def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, object]:
