@@ -779,18 +779,23 @@ def queued_jobs_without_run(db: Database, limit: int, *, scheduler_id: str | Non
     return [_job_from_row(row) for row in rows]
 
 
-def active_jobs(db: Database, limit: int, *, scheduler_id: str | None = None) -> list[Job]:
+def active_jobs(
+    db: Database, limit: int, *, scheduler_id: str | None = None, include_unowned: bool = False
+) -> list[Job]:
     """Queued or running jobs, least recently updated first: what the sweeper checks.
 
-    With ``scheduler_id``, only the jobs that Dagster instance queued (whose runs it can see).
+    With ``scheduler_id``, only the jobs that Dagster instance queued (whose runs it can see),
+    plus, with ``include_unowned``, those queued without a scheduler (before schema version 5, or
+    by a direct :func:`claim_pending_jobs` call).
     """
     with db.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
             f"""SELECT {_COLUMNS} FROM {JOBS_TABLE}
                 WHERE status IN ('queued', 'running')
-                      AND (%(scheduler)s::text IS NULL OR scheduler_id = %(scheduler)s)
+                      AND (%(scheduler)s::text IS NULL OR scheduler_id = %(scheduler)s
+                           OR (%(unowned)s AND scheduler_id IS NULL))
                 ORDER BY updated_at LIMIT %(limit)s""",
-            {"scheduler": scheduler_id, "limit": limit},
+            {"scheduler": scheduler_id, "unowned": include_unowned, "limit": limit},
         ).fetchall()
     return [_job_from_row(row) for row in rows]
 

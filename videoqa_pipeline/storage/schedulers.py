@@ -172,6 +172,13 @@ def hold_lease(
     return Lease(held=True, holder=mine, previous=previous, adopted=max(adopted, 0))
 
 
+def lease_holder(db: Database) -> Scheduler | None:
+    """The instance holding the lease (live or silent), or None when no job sensor ever ticked."""
+    with db.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        row = cursor.execute(f"{_SELECT} WHERE holds_lease").fetchone()
+    return None if row is None else _scheduler(row)
+
+
 def list_schedulers(db: Database) -> list[Scheduler]:
     """Every instance that has ticked on this ledger, the lease holder first, with the queued or
     running jobs each one owns."""

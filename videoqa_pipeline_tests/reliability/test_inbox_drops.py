@@ -114,14 +114,18 @@ def test_long_names_are_taken_in_without_starving_other_drops(
         _age(inbox / name, 1000 - position)  # oldest first: they come before the short name
     (inbox / "short.mp4").write_bytes(b"short")
     _age(inbox / "short.mp4", 100)
+    latin = inbox / os.fsdecode(b"caf\xe9 latin-1.mp4")  # a name that is not UTF-8
+    latin.write_bytes(b"latin-1")
+    _age(latin, 50)
+    drops = len(names) + 2
     ticker = _Ticker(harness, _settings(harness, inbox))
 
     with caplog.at_level(logging.WARNING, logger="videoqa_pipeline"):
-        assert ticker.until(lambda: len(_inbox_jobs(harness, inbox)) == len(names) + 1, 15), [
+        assert ticker.until(lambda: len(_inbox_jobs(harness, inbox)) == drops, 15), [
             path.name[:20] for path in inbox.iterdir()
         ]
     jobs = _inbox_jobs(harness, inbox)
-    assert len({job.external_id for job in jobs}) == len(names) + 1, "one job per drop"
+    assert len({job.external_id for job in jobs}) == drops, "one job per drop"
     assert {path.name for path in inbox.iterdir()} <= {"accepted", ".settling"}, "nothing left behind"
     for job in jobs:
         accepted = Path(job.source_uri)
@@ -130,6 +134,7 @@ def test_long_names_are_taken_in_without_starving_other_drops(
         assert job.video_id and len(job.video_id) <= 64, job.video_id
     short = [job for job in jobs if Path(job.source_uri).name.endswith("-short.mp4")]
     assert len(short) == 1 and short[0].video_id is not None and short[0].video_id.startswith("short-")
+    assert [Path(job.source_uri).read_bytes() for job in jobs if "latin-1" in job.source_uri] == [b"latin-1"]
     assert not [record.message for record in caplog.records if "inbox" in record.name], "no warning per tick"
 
 

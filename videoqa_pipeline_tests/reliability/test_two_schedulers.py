@@ -31,7 +31,12 @@ from videoqa_pipeline.run_tags import JOB_ID_TAG
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage import ledger, schedulers
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
-from videoqa_pipeline.storage.migrations import MIGRATIONS, MIGRATIONS_TABLE, MigrationContext
+from videoqa_pipeline.storage.migrations import (
+    CURRENT_SCHEMA_VERSION,
+    MIGRATIONS,
+    MIGRATIONS_TABLE,
+    MigrationContext,
+)
 from videoqa_pipeline.storage.schema import SCHEDULERS_TABLE
 from videoqa_pipeline_tests.jobs.conftest import tiny_video, videos_dir  # noqa: F401 - fixtures
 from videoqa_pipeline_tests.reliability.fault_support import as_url
@@ -190,7 +195,7 @@ def test_an_existing_ledger_upgrades_and_its_queued_jobs_are_adopted(
     assert row is not None
     database = Database(DatabaseSettings(url=url, home=jobs_home, pool_size=2, timeout_seconds=10))
     try:
-        assert database.ensure_schema() == [5]
+        assert database.ensure_schema() == list(range(5, CURRENT_SCHEMA_VERSION + 1)), "from version 5 on"
         settings = Settings.from_env({**harness.env, "DATABASE_URL": url}).validate()
         with dg.instance_for_test() as instance:
             result = evaluate_job_tick(

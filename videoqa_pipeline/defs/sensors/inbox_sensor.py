@@ -150,15 +150,17 @@ def settled_drops(
 
 
 def fitted_name(name: str, room: int) -> str:
-    """``name`` cut to at most ``room`` UTF-8 bytes, keeping a short extension and whole characters."""
-    if len(name.encode("utf-8", "surrogateescape")) <= room:
+    """``name`` as valid UTF-8 (bytes that are not become U+FFFD, so the job's path names the file)
+    cut to at most ``room`` bytes, keeping a short extension and whole characters."""
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if len(name.encode("utf-8")) <= room:
         return name
     stem, dot, extension = name.rpartition(".")
-    if not dot or not stem or len(extension.encode("utf-8", "surrogateescape")) > _EXTENSION_BYTES:
+    if not dot or not stem or len(extension.encode("utf-8")) > _EXTENSION_BYTES:
         stem, extension = name, ""
     suffix = f".{extension}" if extension else ""
-    budget = room - len(suffix.encode("utf-8", "surrogateescape"))
-    cut = stem.encode("utf-8", "surrogateescape")[:budget].decode("utf-8", "ignore")
+    budget = room - len(suffix.encode("utf-8"))
+    cut = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
     return f"{cut}{suffix}"
 
 

@@ -29,7 +29,7 @@ from videoqa_pipeline.defs.sensors.job_sensor import TRANSIENT_DATABASE_ERRORS
 from videoqa_pipeline.defs.sensors.scheduler_identity import scheduler_identity
 from videoqa_pipeline.run_tags import PARENT_RUN_ID_TAG
 from videoqa_pipeline.settings import Settings
-from videoqa_pipeline.storage import ledger
+from videoqa_pipeline.storage import ledger, schedulers
 from videoqa_pipeline.storage.database import Database
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,10 @@ def sweep_jobs(instance: dg.DagsterInstance, database: Database, settings: Setti
     """
     changed = 0
     owner = scheduler_identity(instance).instance_id
-    for job in ledger.active_jobs(database, SWEEP_BATCH, scheduler_id=owner):
+    # Jobs queued without an owner belong to whoever holds the lease (or to this instance alone).
+    holder = schedulers.lease_holder(database)
+    unowned = holder is None or holder.instance_id == owner
+    for job in ledger.active_jobs(database, SWEEP_BATCH, scheduler_id=owner, include_unowned=unowned):
         if job.run_id is None:
             continue  # the job sensor re-requests queued jobs without a run
         record = instance.get_run_record_by_id(job.run_id)
