@@ -300,6 +300,80 @@ def _add_job_warnings(conn: psycopg.Connection, context: MigrationContext) -> No
     conn.execute("ALTER TABLE videoqa_jobs ADD COLUMN warnings text")
 
 
+#: Rows per status in ``videoqa_job_counts``: writers add to the row of their own backend
+#: (``pg_backend_pid() % JOB_COUNT_SHARDS``), so concurrent intake does not queue on one row.
+JOB_COUNT_SHARDS = 16
+
+
+def _add_job_counts(conn: psycopg.Connection, context: MigrationContext) -> None:
+    """Jobs per status, kept exact by triggers, so status displays never count the ledger.
+
+    ``SELECT status, count(*) ... GROUP BY status`` reads every row: 0.2 s at a million jobs, on
+    every ``/stats``, ``/jobs/peek`` and ``videoqa status``. Producers write the ledger with plain
+    SQL, so the counts are kept by statement-level triggers with transition tables (one upsert per
+    statement and status, whatever the number of rows; an UPDATE that changes no status writes
+    nothing), in the writer's transaction. A status's count is the sum of its shards; upserts go
+    in (status, shard) order, so two writers never wait on each other's rows in opposite order.
+    The ledger is locked against writes while the counts are first taken.
+    """
+    statements = [
+        "LOCK TABLE videoqa_jobs IN SHARE ROW EXCLUSIVE MODE",
+        """
+        CREATE TABLE videoqa_job_counts (
+            status text NOT NULL,
+            shard integer NOT NULL,
+            jobs bigint NOT NULL,
+            PRIMARY KEY (status, shard)
+        )""",
+        """INSERT INTO videoqa_job_counts (status, shard, jobs)
+           SELECT status, 0, count(*) FROM videoqa_jobs GROUP BY status""",
+        f"""
+        CREATE FUNCTION videoqa_job_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'TRUNCATE' THEN
+                DELETE FROM videoqa_job_counts;
+            ELSIF TG_OP = 'INSERT' THEN
+                INSERT INTO videoqa_job_counts AS counts (status, shard, jobs)
+                SELECT status, pg_backend_pid() % {JOB_COUNT_SHARDS}, count(*) FROM new_rows
+                GROUP BY status ORDER BY status
+                ON CONFLICT (status, shard) DO UPDATE SET jobs = counts.jobs + EXCLUDED.jobs;
+            ELSIF TG_OP = 'DELETE' THEN
+                INSERT INTO videoqa_job_counts AS counts (status, shard, jobs)
+                SELECT status, pg_backend_pid() % {JOB_COUNT_SHARDS}, -count(*) FROM old_rows
+                GROUP BY status ORDER BY status
+                ON CONFLICT (status, shard) DO UPDATE SET jobs = counts.jobs + EXCLUDED.jobs;
+            ELSE
+                INSERT INTO videoqa_job_counts AS counts (status, shard, jobs)
+                SELECT status, pg_backend_pid() % {JOB_COUNT_SHARDS}, sum(delta) FROM (
+                    SELECT status, 1 AS delta FROM new_rows
+                    UNION ALL
+                    SELECT status, -1 FROM old_rows
+                ) AS changes
+                GROUP BY status HAVING sum(delta) <> 0 ORDER BY status
+                ON CONFLICT (status, shard) DO UPDATE SET jobs = counts.jobs + EXCLUDED.jobs;
+            END IF;
+            RETURN NULL;
+        END $$""",
+    ]
+    # A trigger may only name the transition tables its event has.
+    triggers = {
+        "insert": ("INSERT", "NEW TABLE AS new_rows"),
+        "update": ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        "delete": ("DELETE", "OLD TABLE AS old_rows"),
+    }
+    for statement in statements:
+        conn.execute(statement)
+    for name, (event, tables) in triggers.items():
+        conn.execute(
+            f"""CREATE TRIGGER videoqa_job_counts_{name} AFTER {event} ON videoqa_jobs
+                REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION videoqa_job_counts_apply()"""
+        )
+    conn.execute(
+        """CREATE TRIGGER videoqa_job_counts_truncate AFTER TRUNCATE ON videoqa_jobs
+            FOR EACH STATEMENT EXECUTE FUNCTION videoqa_job_counts_apply()"""
+    )
+
+
 #: All migrations, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -316,6 +390,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _add_job_schedulers,
     ),
     Migration(6, "job warnings: what a succeeded job could not process", _add_job_warnings),
+    Migration(7, "job counts per status, kept by triggers on the ledger", _add_job_counts),
 )
 
 CURRENT_SCHEMA_VERSION = MIGRATIONS[-1].version
