@@ -144,8 +144,11 @@ def submit(
 @click.option(
     "--status", "status_filter", type=click.Choice(ledger.JOB_STATUSES), help="Only jobs in this status."
 )
+@click.option("--before", "before_id", type=int, help="List the jobs older than this job ID (the next page).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(job_id: int | None, limit: int, status_filter: str | None, as_json: bool) -> None:
+def status(
+    job_id: int | None, limit: int, status_filter: str | None, before_id: int | None, as_json: bool
+) -> None:
     """A table of recent jobs, or everything about JOB_ID (with its error)."""
     database = _database()
     if job_id is not None:
@@ -155,15 +158,19 @@ def status(job_id: int | None, limit: int, status_filter: str | None, as_json: b
         else:
             _echo_job(job)
         return
-    jobs = ledger.list_jobs(database, limit=limit, status=status_filter)
+    jobs = ledger.list_jobs(database, limit=limit, status=status_filter, before_id=before_id)
     if as_json:
         click.echo(json.dumps([_as_dict(job) for job in jobs], indent=2, default=str))
         return
     counts = ledger.count_by_status(database)
-    click.echo("  ".join(f"{name} {count}" for name, count in counts.items()))
+    click.echo("  ".join(f"{name} {count}" for name, count in counts.items()) + "  (exact counts)")
     _echo_schedulers(database)
     if not jobs:
-        click.echo("no jobs yet: `videoqa submit PATH`, an INSERT into videoqa_jobs, or a file in the inbox")
+        click.echo(
+            "no older jobs"
+            if before_id is not None
+            else "no jobs yet: `videoqa submit PATH`, an INSERT into videoqa_jobs, or a file in the inbox"
+        )
         return
     click.echo(f"{'job':>6}  {'status':<9}  {'video':<28}  {'try':>3}  {'created':<9}  source / error")
     for job in jobs:
@@ -172,6 +179,9 @@ def status(job_id: int | None, limit: int, status_filter: str | None, as_json: b
             f"{job.id:>6}  {job.status:<9}  {(job.video_id or '-')[:28]:<28}  {job.attempts:>3}  "
             f"{_age(job.created_at):<9}  {(detail or '-')[:90]}"
         )
+    if len(jobs) == limit:
+        where = f" --status {status_filter}" if status_filter else ""
+        click.echo(f"older jobs: videoqa status{where} --before {jobs[-1].id}")
 
 
 def _echo_schedulers(database: Database) -> None:

@@ -618,13 +618,23 @@ def get_job(db: Database, job_id: int) -> Job:
     return _job_from_row(row)
 
 
-def list_jobs(db: Database, *, limit: int = 20, status: str | None = None) -> list[Job]:
-    """The most recent jobs, newest first, optionally only those in ``status``."""
-    where = "WHERE status = %s" if status else ""
-    params: tuple[Any, ...] = (status, limit) if status else (limit,)
+def list_jobs(
+    db: Database, *, limit: int = 20, status: str | None = None, before_id: int | None = None
+) -> list[Job]:
+    """The most recent jobs, newest first, optionally only those in ``status``.
+
+    Pages by key, not by offset: ``before_id`` (the last ID of the previous page) starts the next
+    page below it, so page 1,000 of a million jobs costs what page 1 does (the primary key, or
+    ``(status, id)`` with a status, walked backwards from that ID).
+    """
+    clauses = [
+        clause for clause, used in (("status = %s", status), ("id < %s", before_id)) if used is not None
+    ]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    params = [value for value in (status, before_id) if value is not None]
     with db.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
-            f"SELECT {_COLUMNS} FROM {JOBS_TABLE} {where} ORDER BY id DESC LIMIT %s", params
+            f"SELECT {_COLUMNS} FROM {JOBS_TABLE} {where} ORDER BY id DESC LIMIT %s", (*params, limit)
         ).fetchall()
     return [_job_from_row(row) for row in rows]
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from videoqa_pipeline.cli import main
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
 from videoqa_pipeline.storage.migrations import (
@@ -169,7 +171,32 @@ def test_status_paths_read_a_bounded_part_of_a_large_ledger(embedded_db: LedgerD
         counts = ledger.count_by_status(database)
         newest = ledger.list_jobs(database, limit=20)
         failed = ledger.list_jobs(database, limit=20, status="failed")
+        deep = ledger.list_jobs(database, limit=20, before_id=101)
+        deep_failed = ledger.list_jobs(database, limit=20, status="failed", before_id=1001)
     assert counts["succeeded"] == 19600 and counts["failed"] == 400
     assert len(newest) == 20 and len(failed) == 20 and {job.status for job in failed} == {"failed"}
+    assert [job.id for job in deep] == list(range(100, 80, -1))
+    assert [job.id for job in deep_failed] == list(range(1000, 0, -50))
     for statement in explain(database, seen):
         assert statement.rows_read.get("videoqa_jobs", 0) <= 40, statement
+
+
+def test_status_pages_through_the_ledger_by_job_id(jobs_home: Path, embedded_db: LedgerDatabase) -> None:
+    """``videoqa status`` says how to get the next page, and the pages together list every job once."""
+    with embedded_db.database.connection() as conn:
+        conn.execute(
+            "INSERT INTO videoqa_jobs (source_uri) SELECT 's3://b/' || g || '.mp4' FROM generate_series(1, 45) g"
+        )
+    env = {"VIDEOQA_HOME": str(jobs_home), "DATABASE_URL": as_url(embedded_db.url), "DAGSTER_HOME": ""}
+    seen: list[int] = []
+    args = ["status", "--limit", "20"]
+    for _ in range(5):
+        result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[0].startswith("pending 45  queued 0") and lines[0].endswith("(exact counts)")
+        seen += [int(line.split()[0]) for line in lines if line.split()[0].isdigit()]
+        if not lines[-1].startswith("older jobs: "):
+            break
+        args = [*lines[-1].removeprefix("older jobs: videoqa ").split(), "--limit", "20"]
+    assert seen == list(range(45, 0, -1))
