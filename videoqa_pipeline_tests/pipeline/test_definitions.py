@@ -13,8 +13,9 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
+from videoqa_pipeline.defs.assets import video_assets
 from videoqa_pipeline.defs.config import PipelineConfig
-from videoqa_pipeline.settings import Settings, load_settings
+from videoqa_pipeline.settings import Settings
 
 ASSETS = {
     "source_video",
@@ -80,8 +81,10 @@ def test_definitions_load_without_secrets_or_services_whatever_the_sources(tmp_p
     }
     for name in ("AWS_SQS_QUEUE_URL", "WEBHOOK_SECRET", "AWS_S3_BUCKET", "DAGSTER_HOME"):
         env.pop(name, None)
+    # The dg next to this interpreter: the project's own environment, whether or not it is on PATH.
+    dg_command = Path(sys.executable).with_name("dg")
     checked = subprocess.run(
-        ["dg", "check", "defs"],
+        [str(dg_command) if dg_command.exists() else "dg", "check", "defs"],
         cwd=Path(__file__).resolve().parents[2],
         env=env,
         capture_output=True,
@@ -93,16 +96,27 @@ def test_definitions_load_without_secrets_or_services_whatever_the_sources(tmp_p
 
 
 def test_retry_policy_and_run_config_defaults_come_from_settings() -> None:
-    # The retry policy is read from the environment when the assets are defined (WORKER_MAX_ATTEMPTS
-    # in a fresh interpreter: test_steps.py); every asset shares it.
-    settings = Settings.from_env({"MAX_FRAMES_PER_VIDEO": "9", "ENABLE_VISION_ANALYSIS": "no"})
+    settings = Settings.from_env(
+        {"WORKER_MAX_ATTEMPTS": "4", "MAX_FRAMES_PER_VIDEO": "9", "ENABLE_VISION_ANALYSIS": "no"}
+    )
     definitions = build_definitions(settings.validate())
     assets = [a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)]
     assert {a.key.to_user_string() for a in assets} == ASSETS
+    defaults = build_definitions(Settings.from_env({})).get_repository_def().asset_graph
+    pools = {asset.key: asset.op.pool for asset in video_assets()}
     for asset in assets:
         policy = asset.op.retry_policy
-        assert policy is not None and policy.max_retries == load_settings().worker_max_attempts - 1
+        assert policy is not None and policy.max_retries == 3
         assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
+        # Everything else about the asset is the module-level one's.
+        default = defaults.get(asset.key)
+        assert (default.group_name, default.kinds, default.description, default.parent_keys) == (
+            asset.specs_by_key[asset.key].group_name,
+            set(asset.specs_by_key[asset.key].kinds),
+            asset.specs_by_key[asset.key].description,
+            {dep.asset_key for dep in asset.specs_by_key[asset.key].deps},
+        )
+        assert asset.op.pool == pools[asset.key]
     config = (definitions.resources or {})["pipeline_config"]
     assert isinstance(config, PipelineConfig)
     assert config.max_frames_per_video == 9 and not config.enable_vision_analysis

@@ -77,11 +77,10 @@ def test_the_environment_is_read_in_one_place() -> None:
             for node in ast.walk(tree)
         ):
             readers.append(str(path.relative_to(PACKAGE)))
-    # Read where no Settings exist: the ffmpeg override (a bare library call), the embedded
-    # server's watchdog grace period (its child process) and the user's cache folder.
-    # aws.py and fetch.py keep an environment default for library callers that pass no config.
+    # Read where no Settings exist: the ffmpeg override (a bare library call) and the embedded
+    # server's watchdog grace period (its child process). aws.py and fetch.py keep an environment
+    # default for library callers that pass no config.
     expected = [
-        "ai/packaged_models.py",
         "aws.py",
         "fetch.py",
         "media/tools.py",
