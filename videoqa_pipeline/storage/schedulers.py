@@ -134,6 +134,8 @@ def hold_lease(
         Whether this instance holds the lease, and who does.
     """
     with db.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+        # A heartbeat lost in a crash costs nothing (the next tick writes another): no WAL flush wait.
+        cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LEASE_LOCK_KEY,))
         cursor.execute(
             f"""INSERT INTO {SCHEDULERS_TABLE} (instance_id, description) VALUES (%s, %s)
