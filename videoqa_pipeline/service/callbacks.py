@@ -44,6 +44,7 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from videoqa_pipeline.fetch import SourcePolicy, SourceUnavailableError, checked_post
+from videoqa_pipeline.jsonsafe import JsonRefused, decode_json
 from videoqa_pipeline.service.webhooks import sign_headers
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.schema import JOBS_TABLE
@@ -127,6 +128,17 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def _step_seconds(raw: str | None) -> Any:
+    """The row's ``step_seconds`` (read as text: a hand-written value Python cannot decode must not
+    stop delivery), or None when it cannot be decoded."""
+    if raw is None:
+        return None
+    try:
+        return decode_json(raw, what="step_seconds")
+    except JsonRefused:
+        return None
+
+
 def event_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON event for a finished job row (``type``, ``timestamp``, ``data``)."""
     return {
@@ -143,7 +155,7 @@ def event_payload(row: Mapping[str, Any]) -> dict[str, Any]:
             "run_id": row["run_id"],
             "error": row["error"],
             "failed_step": row["failed_step"],
-            "step_seconds": row["step_seconds"],
+            "step_seconds": _step_seconds(row["step_seconds"]),
             "created_at": _iso(row["created_at"]),
             "started_at": _iso(row["started_at"]),
             "finished_at": _iso(row["finished_at"]),
@@ -183,8 +195,8 @@ def claim_callbacks(
         rows = cursor.execute(
             f"""
             SELECT id, video_id, source_uri, source_kind, external_id, status, attempts, run_id, error,
-                   failed_step, step_seconds, callback_url, created_at, started_at, finished_at,
-                   callback_outcome_at, callback_attempts
+                   failed_step, step_seconds::text AS step_seconds, callback_url, created_at, started_at,
+                   finished_at, callback_outcome_at, callback_attempts
             FROM {JOBS_TABLE}
             WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at IS NOT NULL
               AND (callback_url IS NOT NULL OR %(has_default)s)

@@ -197,6 +197,22 @@ def test_a_requeued_job_that_finishes_again_owes_a_new_callback(
     assert len(set(state.webhook_ids)) == 2
 
 
+def test_a_hand_written_step_seconds_python_cannot_decode_does_not_stop_delivery(
+    ledger_db: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, callback_url = receiver
+    job_id = ledger.submit_job(
+        ledger_db, ledger.JobRequest(source_uri="s3://bucket/poison.mp4", callback_url=callback_url)
+    ).job_id
+    ledger.cancel_job(ledger_db, job_id)
+    nested = "[" * 5000 + "]" * 5000  # valid jsonb, too deep for Python's decoder
+    with ledger_db.connection() as conn:
+        conn.execute("UPDATE videoqa_jobs SET step_seconds = %s::jsonb WHERE id = %s", (nested, job_id))
+    report = callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET, policy=LOOPBACK_ALLOWED)
+    assert report.delivered == [job_id], report
+    assert state.events[-1]["data"]["step_seconds"] is None
+
+
 def test_backoff_grows_with_jitter() -> None:
     import random
 
