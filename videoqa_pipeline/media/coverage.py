@@ -130,16 +130,19 @@ def audio_coverage(path: str | os.PathLike[str], duration: float | None = None) 
             duration = _stream_duration(container, stream)
         spans: list[tuple[float, float]] = []
         refused = 0
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                refused += 1
-                continue
-            for frame in frames:
-                if frame.time is not None and frame.sample_rate:
-                    begin = frame.time - start
-                    spans.append((begin, begin + frame.samples / frame.sample_rate))
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    refused += 1
+                    continue
+                for frame in frames:
+                    if frame.time is not None and frame.sample_rate:
+                        begin = frame.time - start
+                        spans.append((begin, begin + frame.samples / frame.sample_rate))
+        except av.error.FFmpegError as exc:  # the container itself is damaged: the rest is a gap
+            logger.info("%s: reading the audio stopped: %s", path, exc)
     coverage = coverage_of(spans, duration)
     if refused or not coverage.complete:
         logger.info(
