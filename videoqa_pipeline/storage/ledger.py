@@ -627,11 +627,12 @@ def list_jobs(
     page below it, so page 1,000 of a million jobs costs what page 1 does (the primary key, or
     ``(status, id)`` with a status, walked backwards from that ID).
     """
-    clauses = [
-        clause for clause, used in (("status = %s", status), ("id < %s", before_id)) if used is not None
-    ]
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    params = [value for value in (status, before_id) if value is not None]
+    where = (
+        ("WHERE status = %s AND id < %s" if before_id is not None else "WHERE status = %s")
+        if status
+        else ("WHERE id < %s" if before_id is not None else "")
+    )
+    params = [value for value in (status or None, before_id) if value is not None]
     with db.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
             f"SELECT {_COLUMNS} FROM {JOBS_TABLE} {where} ORDER BY id DESC LIMIT %s", (*params, limit)

@@ -356,22 +356,21 @@ def _add_job_counts(conn: psycopg.Connection, context: MigrationContext) -> None
         END $$""",
     ]
     # A trigger may only name the transition tables its event has.
-    triggers = {
-        "insert": ("INSERT", "NEW TABLE AS new_rows"),
-        "update": ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-        "delete": ("DELETE", "OLD TABLE AS old_rows"),
-    }
+    statements += [
+        """CREATE TRIGGER videoqa_job_counts_insert AFTER INSERT ON videoqa_jobs
+           REFERENCING NEW TABLE AS new_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION videoqa_job_counts_apply()""",
+        """CREATE TRIGGER videoqa_job_counts_update AFTER UPDATE ON videoqa_jobs
+           REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION videoqa_job_counts_apply()""",
+        """CREATE TRIGGER videoqa_job_counts_delete AFTER DELETE ON videoqa_jobs
+           REFERENCING OLD TABLE AS old_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION videoqa_job_counts_apply()""",
+        """CREATE TRIGGER videoqa_job_counts_truncate AFTER TRUNCATE ON videoqa_jobs
+           FOR EACH STATEMENT EXECUTE FUNCTION videoqa_job_counts_apply()""",
+    ]
     for statement in statements:
         conn.execute(statement)
-    for name, (event, tables) in triggers.items():
-        conn.execute(
-            f"""CREATE TRIGGER videoqa_job_counts_{name} AFTER {event} ON videoqa_jobs
-                REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION videoqa_job_counts_apply()"""
-        )
-    conn.execute(
-        """CREATE TRIGGER videoqa_job_counts_truncate AFTER TRUNCATE ON videoqa_jobs
-            FOR EACH STATEMENT EXECUTE FUNCTION videoqa_job_counts_apply()"""
-    )
 
 
 #: All migrations, in order. Append only.
