@@ -54,94 +54,100 @@ class Migration:
     apply: Callable[[psycopg.Connection, MigrationContext], None]
 
 
-def _create_pipeline_tables(conn: psycopg.Connection, context: MigrationContext) -> None:
-    if context.has_pgvector:
+#: Version 1's tables of the media stages (the embeddings table depends on pgvector: below).
+_STAGE_TABLES_DDL = (
+    """
+    CREATE TABLE videoqa_videos (
+        video_id text NOT NULL,
+        source_uri text NOT NULL,
+        blob_key text NOT NULL,
+        size_bytes bigint NOT NULL,
+        sha256 text,
+        duration_seconds double precision,
+        container text,
+        video_codec text,
+        width integer,
+        height integer,
+        fps double precision,
+        frame_count bigint,
+        vfr boolean,
+        rotation integer,
+        has_audio boolean,
+        audio_codec text,
+        audio_sample_rate integer,
+        audio_channels integer,
+        PRIMARY KEY (video_id)
+    )""",
+    """
+    CREATE TABLE videoqa_normalized_media (
+        video_id text NOT NULL,
+        video_blob_key text NOT NULL,
+        audio_blob_key text,
+        width integer,
+        height integer,
+        fps double precision,
+        duration_seconds double precision,
+        video_size_bytes bigint,
+        audio_size_bytes bigint,
+        PRIMARY KEY (video_id)
+    )""",
+    """
+    CREATE TABLE videoqa_transcript_segments (
+        video_id text NOT NULL,
+        segment_index integer NOT NULL,
+        start_seconds double precision NOT NULL,
+        end_seconds double precision NOT NULL,
+        text text NOT NULL,
+        words jsonb,
+        language text,
+        model text NOT NULL,
+        PRIMARY KEY (video_id, segment_index)
+    )""",
+    """
+    CREATE TABLE videoqa_scenes (
+        video_id text NOT NULL,
+        scene_index integer NOT NULL,
+        start_seconds double precision NOT NULL,
+        end_seconds double precision NOT NULL,
+        start_frame integer NOT NULL,
+        end_frame integer NOT NULL,
+        PRIMARY KEY (video_id, scene_index)
+    )""",
+    """
+    CREATE TABLE videoqa_keyframes (
+        video_id text NOT NULL,
+        scene_index integer NOT NULL,
+        timestamp_seconds double precision NOT NULL,
+        blob_key text NOT NULL,
+        width integer NOT NULL,
+        height integer NOT NULL,
+        size_bytes integer NOT NULL,
+        sharpness double precision,
+        PRIMARY KEY (video_id, scene_index)
+    )""",
+    """
+    CREATE TABLE videoqa_frame_analyses (
+        video_id text NOT NULL,
+        scene_index integer NOT NULL,
+        timestamp_seconds double precision NOT NULL,
+        caption text,
+        labels text[],
+        ocr_text text,
+        model text NOT NULL,
+        PRIMARY KEY (video_id, scene_index)
+    )""",
+)
+
+
+def _embeddings_ddl(has_pgvector: bool) -> list[str]:
+    """Version 1's embeddings table: a pgvector column, or ``real[]`` where the extension is missing."""
+    if has_pgvector:
         embedding_type = "vector"
         dimension_check = "vector_dims(embedding) = dimension"
     else:
         embedding_type = "real[]"
         dimension_check = "array_ndims(embedding) = 1 AND array_length(embedding, 1) = dimension"
-    statements = [
-        """
-        CREATE TABLE videoqa_videos (
-            video_id text NOT NULL,
-            source_uri text NOT NULL,
-            blob_key text NOT NULL,
-            size_bytes bigint NOT NULL,
-            sha256 text,
-            duration_seconds double precision,
-            container text,
-            video_codec text,
-            width integer,
-            height integer,
-            fps double precision,
-            frame_count bigint,
-            vfr boolean,
-            rotation integer,
-            has_audio boolean,
-            audio_codec text,
-            audio_sample_rate integer,
-            audio_channels integer,
-            PRIMARY KEY (video_id)
-        )""",
-        """
-        CREATE TABLE videoqa_normalized_media (
-            video_id text NOT NULL,
-            video_blob_key text NOT NULL,
-            audio_blob_key text,
-            width integer,
-            height integer,
-            fps double precision,
-            duration_seconds double precision,
-            video_size_bytes bigint,
-            audio_size_bytes bigint,
-            PRIMARY KEY (video_id)
-        )""",
-        """
-        CREATE TABLE videoqa_transcript_segments (
-            video_id text NOT NULL,
-            segment_index integer NOT NULL,
-            start_seconds double precision NOT NULL,
-            end_seconds double precision NOT NULL,
-            text text NOT NULL,
-            words jsonb,
-            language text,
-            model text NOT NULL,
-            PRIMARY KEY (video_id, segment_index)
-        )""",
-        """
-        CREATE TABLE videoqa_scenes (
-            video_id text NOT NULL,
-            scene_index integer NOT NULL,
-            start_seconds double precision NOT NULL,
-            end_seconds double precision NOT NULL,
-            start_frame integer NOT NULL,
-            end_frame integer NOT NULL,
-            PRIMARY KEY (video_id, scene_index)
-        )""",
-        """
-        CREATE TABLE videoqa_keyframes (
-            video_id text NOT NULL,
-            scene_index integer NOT NULL,
-            timestamp_seconds double precision NOT NULL,
-            blob_key text NOT NULL,
-            width integer NOT NULL,
-            height integer NOT NULL,
-            size_bytes integer NOT NULL,
-            sharpness double precision,
-            PRIMARY KEY (video_id, scene_index)
-        )""",
-        """
-        CREATE TABLE videoqa_frame_analyses (
-            video_id text NOT NULL,
-            scene_index integer NOT NULL,
-            timestamp_seconds double precision NOT NULL,
-            caption text,
-            labels text[],
-            ocr_text text,
-            model text NOT NULL,
-            PRIMARY KEY (video_id, scene_index)
-        )""",
+    return [
         f"""
         CREATE TABLE videoqa_embeddings (
             video_id text NOT NULL,
@@ -159,7 +165,10 @@ def _create_pipeline_tables(conn: psycopg.Connection, context: MigrationContext)
         "CREATE INDEX videoqa_embeddings_search_tsv_idx ON videoqa_embeddings USING gin (search_tsv)",
         "CREATE INDEX videoqa_embeddings_model_dimension_idx ON videoqa_embeddings (model, dimension)",
     ]
-    for statement in statements:
+
+
+def _create_pipeline_tables(conn: psycopg.Connection, context: MigrationContext) -> None:
+    for statement in (*_STAGE_TABLES_DDL, *_embeddings_ddl(context.has_pgvector)):
         conn.execute(statement)
 
 

@@ -88,3 +88,15 @@ def test_the_environment_is_read_in_one_place() -> None:
         "storage/embedded.py",
     ]
     assert sorted(readers) == expected, readers
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines() -> None:
+    too_long = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert not too_long, too_long

@@ -67,6 +67,13 @@ def build_run_status_sensors(
     settings: Settings, monitored_jobs: Sequence[dg.UnresolvedAssetJobDefinition]
 ) -> list[dg.SensorDefinition]:
     """The four run status sensors and the sweeper, all running by default."""
+    return [*_write_back_sensors(settings, monitored_jobs), _sweeper(settings)]
+
+
+def _write_back_sensors(
+    settings: Settings, monitored_jobs: Sequence[dg.UnresolvedAssetJobDefinition]
+) -> list[dg.SensorDefinition]:
+    """started / succeeded / failed / cancelled → the run's job row."""
     max_attempts = settings.worker_max_attempts
     interval = max(1, round(settings.worker_poll_ms / 1000))
     # Every run sensor watches the pipeline's jobs at the poll interval and runs by default.
@@ -75,6 +82,11 @@ def build_run_status_sensors(
         "minimum_interval_seconds": interval,
         "default_status": dg.DefaultSensorStatus.RUNNING,
     }
+    return [*_progress_sensors(watching), *_failure_sensors(watching, max_attempts)]
+
+
+def _progress_sensors(watching: dict[str, Any]) -> list[dg.SensorDefinition]:
+    """Started and succeeded runs → running (with the run ID) and succeeded (with step times)."""
 
     @dg.run_status_sensor(
         name="job_run_started_sensor",
@@ -108,6 +120,12 @@ def build_run_status_sensors(
             run_id = context.dagster_run.run_id
             durations = step_durations(context.instance, run_id)
             _guard(context, lambda: ledger.mark_succeeded(database.get(), job[0], job[1], run_id, durations))
+
+    return [job_run_started_sensor, job_run_succeeded_sensor]
+
+
+def _failure_sensors(watching: dict[str, Any], max_attempts: int) -> list[dg.SensorDefinition]:
+    """Failed and cancelled runs → failed (or pending again while attempts remain) and cancelled."""
 
     @dg.run_failure_sensor(
         name="job_run_failed_sensor",
@@ -148,6 +166,12 @@ def build_run_status_sensors(
                 lambda: record_cancellation(database.get(), job, record, max_attempts),
             )
 
+    return [job_run_failed_sensor, job_run_cancelled_sensor]
+
+
+def _sweeper(settings: Settings) -> dg.SensorDefinition:
+    """The backstop for runs the write-back sensors never heard of."""
+
     @dg.sensor(
         name="job_sweeper",
         minimum_interval_seconds=SWEEP_INTERVAL_SECONDS,
@@ -162,13 +186,7 @@ def build_run_status_sensors(
             return dg.SkipReason(f"job ledger not reachable: {error}")
         return dg.SkipReason(f"swept {swept} job(s)" if swept else "nothing to sweep")
 
-    return [
-        job_run_started_sensor,
-        job_run_succeeded_sensor,
-        job_run_failed_sensor,
-        job_run_cancelled_sensor,
-        job_sweeper,
-    ]
+    return job_sweeper
 
 
 def _guard(context: dg.RunStatusSensorContext, write: object) -> None:
