@@ -389,8 +389,13 @@ def test_inline_thumbnails_fit_the_ui_limit_even_for_busy_pictures(tmp_path: Pat
 # --- the assets: orchestration around the stages ---
 
 
+#: Given to every direct asset call: a context that makes its own instance enters it as the
+#: process's current one and never leaves, which breaks later tests' definitions loading.
+_INSTANCE = dg.DagsterInstance.ephemeral()
+
+
 def _context(resources: dict[str, Any], video_id: str = VIDEO_ID) -> dg.AssetExecutionContext:
-    return dg.build_asset_context(partition_key=video_id, resources=resources)
+    return dg.build_asset_context(partition_key=video_id, resources=resources, instance=_INSTANCE)
 
 
 def _invoke(
