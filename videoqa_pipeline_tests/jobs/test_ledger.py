@@ -32,7 +32,6 @@ def _tick(
     ledger_db: LedgerDatabase, settings: Settings, instance: dg.DagsterInstance
 ) -> dg.SensorResult | dg.SkipReason:
     """Evaluate the real sensor definition, with its resource, as the daemon would."""
-    definitions = build_definitions(settings)
     sensor = build_job_sensor(settings, VIDEO_PIPELINE_JOB)
     context = dg.build_sensor_context(instance=instance, resources={"database": ledger_db.resource()})
     result = sensor(context)

@@ -84,7 +84,6 @@ class JobHarness:
         self.database = database
         self.instance = instance
         self.definitions = build_definitions(settings)
-        assets = list(self.definitions.assets or [])
         self.downstream = downstream_selections()
         self.job_def = self.definitions.resolve_job_def(VIDEO_PIPELINE_JOB)
         self.blob_store = LocalBlobStore(settings.blob_root)
