@@ -156,6 +156,8 @@ def event_payload(row: Mapping[str, Any]) -> dict[str, Any]:
             "error": row["error"],
             "failed_step": row["failed_step"],
             "step_seconds": _step_seconds(row["step_seconds"]),
+            # What a succeeded job could not process (damaged media), one "step: text" line each.
+            "warnings": row["warnings"],
             "created_at": _iso(row["created_at"]),
             "started_at": _iso(row["started_at"]),
             "finished_at": _iso(row["finished_at"]),
@@ -195,8 +197,8 @@ def claim_callbacks(
         rows = cursor.execute(
             f"""
             SELECT id, video_id, source_uri, source_kind, external_id, status, attempts, run_id, error,
-                   failed_step, step_seconds::text AS step_seconds, callback_url, created_at, started_at,
-                   finished_at, callback_outcome_at, callback_attempts
+                   failed_step, step_seconds::text AS step_seconds, warnings, callback_url, created_at,
+                   started_at, finished_at, callback_outcome_at, callback_attempts
             FROM {JOBS_TABLE}
             WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at IS NOT NULL
               AND (callback_url IS NOT NULL OR %(has_default)s)

@@ -213,6 +213,25 @@ def test_a_hand_written_step_seconds_python_cannot_decode_does_not_stop_delivery
     assert state.events[-1]["data"]["step_seconds"] is None
 
 
+def test_a_job_that_succeeded_with_warnings_says_so_in_its_callback(
+    ledger_db: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, callback_url = receiver
+    job_id = ledger.submit_job(
+        ledger_db, ledger.JobRequest(source_uri="s3://bucket/damaged.mp4", callback_url=callback_url)
+    ).job_id
+    claimed = ledger.claim_pending_jobs(ledger_db, 10).queued
+    job = next(item for item in claimed if item.id == job_id)
+    assert ledger.mark_running(ledger_db, job.id, job.attempts, "run-w") == "running"
+    assert ledger.add_job_warning(ledger_db, job.id, job.attempts, "run-w", "normalized_video", "audio gap")
+    assert ledger.mark_succeeded(ledger_db, job.id, job.attempts, "run-w", {})
+    report = callbacks.deliver_pending_callbacks(ledger_db, secret=SECRET, policy=LOOPBACK_ALLOWED)
+    assert report.delivered == [job_id], report
+    event = state.events[-1]
+    assert event["type"] == "job.succeeded"
+    assert event["data"]["warnings"] == "normalized_video: audio gap"
+
+
 def test_backoff_grows_with_jitter() -> None:
     import random
 
