@@ -19,7 +19,7 @@ from videoqa_pipeline.defs.executor import defs as executor_definitions
 from videoqa_pipeline.defs.jobs import VIDEO_PIPELINE_JOB, job_definitions
 from videoqa_pipeline.defs.resources import resource_definitions
 from videoqa_pipeline.defs.sensors.all_sensors import sensor_definitions
-from videoqa_pipeline.settings import Settings
+from videoqa_pipeline.settings import Settings, load_settings
 
 __all__ = ["VIDEO_PIPELINE_JOB", "build_definitions", "defs"]
 
@@ -34,6 +34,7 @@ def build_definitions(settings: Settings, secrets_as_env_vars: bool = True) -> d
             (a code location, whose config the UI shows); False passes the values (a run in this
             process, whose settings may not come from its environment).
     """
+    settings.configure_logging()
     return dg.Definitions.merge(
         asset_definitions(settings),
         check_definitions(settings),
@@ -47,6 +48,7 @@ def build_definitions(settings: Settings, secrets_as_env_vars: bool = True) -> d
 @dg.definitions
 def defs() -> dg.Definitions:
     """Everything under ``defs/``, discovered by Dagster's project loader."""
+    load_settings().configure_logging()  # LOG_LEVEL for the code location's own loggers
     package_dir = Path(defs_package.__file__).parent
     try:
         return dg.load_from_defs_folder(path_within_project=package_dir)

@@ -34,6 +34,16 @@ class DatabaseResource(dg.ConfigurableResource):
     pool_size: int = 5
     timeout_seconds: float = 10.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings, secret_as_env_var: bool = True) -> DatabaseResource:
+        """The database DATABASE_URL names (a reference to it when ``secret_as_env_var``)."""
+        return cls(
+            database_url=_database_url(settings, secret_as_env_var),
+            home=str(settings.home),
+            pool_size=settings.postgres_pool_size,
+            timeout_seconds=settings.postgres_timeout,
+        )
+
     def get(self) -> Database:
         database = get_database(
             DatabaseSettings(
@@ -155,12 +165,7 @@ def _database_url(settings: Settings, as_env_var: bool) -> str | None:
 
 def database_of(settings: Settings) -> Database:
     """The metadata database ``settings`` name, schema ensured (for callers outside a run)."""
-    return DatabaseResource(
-        database_url=settings.database_url,
-        home=str(settings.home),
-        pool_size=settings.postgres_pool_size,
-        timeout_seconds=settings.postgres_timeout,
-    ).get()
+    return DatabaseResource.from_settings(settings, secret_as_env_var=False).get()
 
 
 def table_io_manager(
@@ -193,12 +198,7 @@ def build_resources(settings: Settings, secrets_as_env_vars: bool = True) -> dic
     return {
         # METADATA_STORAGE picks the tables' backend, FILE_STORAGE the blobs': same keys either way.
         "io_manager": table_io_manager(settings, secrets_as_env_vars),
-        "database": DatabaseResource(
-            database_url=_database_url(settings, secrets_as_env_vars),
-            home=str(settings.home),
-            pool_size=settings.postgres_pool_size,
-            timeout_seconds=settings.postgres_timeout,
-        ),
+        "database": DatabaseResource.from_settings(settings, secrets_as_env_vars),
         "blob_store": BlobStoreResource.from_settings(settings),
         "ai": AIResource.from_settings(settings, secrets_as_env_vars),
         "pipeline_config": PipelineConfig.from_settings(settings),

@@ -17,6 +17,7 @@ import pandas as pd
 
 from videoqa_pipeline import media
 from videoqa_pipeline.defs.config import PipelineConfig
+from videoqa_pipeline.defs.hooks import job_of_run
 from videoqa_pipeline.defs.partitions import videos_partitions
 from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.run_tags import SOURCE_URI_TAG
@@ -133,12 +134,16 @@ def resolve_source_uri(context: dg.AssetExecutionContext, database: DatabaseReso
         dagster.Failure: nothing names a source for this video (no retries: nothing will change).
     """
     video_id = context.partition_key
+    db = database.get()
     tagged = context.run.tags.get(SOURCE_URI_TAG)
     if tagged:
-        # Remembered, so a later re-materialization or backfill of this partition finds it.
-        register_source(database.get(), video_id, tagged)
+        # A run launched without a job (a tag typed in the UI): remembered, so a later
+        # re-materialization or backfill of this partition finds it. A job's run needs no record:
+        # the ledger already holds its source.
+        if job_of_run(context.run.tags) is None:
+            register_source(db, video_id, tagged)
         return tagged
-    registered = lookup_source(database.get(), video_id)
+    registered = lookup_source(db, video_id)
     if registered:
         return registered
     if video_id == SAMPLE_VIDEO_ID:
