@@ -277,6 +277,7 @@ class Settings:
     inbox_settle_seconds: float = 5.0
     max_queued_runs: int = 10
     jobs_per_tick: int = 50
+    partition_working_set: int = 5000
     run_timeout_seconds: float = 6 * 3600.0
     blob_dir: Path | None = None
     allowed_local_roots: tuple[Path, ...] | None = None
@@ -337,6 +338,7 @@ class Settings:
             inbox_settle_seconds=read.number("VIDEOQA_INBOX_SETTLE_SECONDS", 5.0),
             max_queued_runs=read.integer("VIDEOQA_MAX_QUEUED_RUNS", 10, low=1, high=100_000),
             jobs_per_tick=read.integer("VIDEOQA_JOBS_PER_TICK", 50, low=1, high=10_000),
+            partition_working_set=read.integer("VIDEOQA_PARTITION_WORKING_SET", 5000, low=0, high=10_000_000),
             run_timeout_seconds=read.number("VIDEOQA_RUN_TIMEOUT", 6 * 3600.0),
             blob_dir=Path(blob_dir) if blob_dir else None,
             allowed_local_roots=_paths(local_roots) if local_roots is not None else None,
@@ -490,6 +492,7 @@ class Settings:
             "VIDEOQA_INBOX_SETTLE_SECONDS": self.inbox_settle_seconds,
             "VIDEOQA_MAX_QUEUED_RUNS": self.max_queued_runs,
             "VIDEOQA_JOBS_PER_TICK": self.jobs_per_tick,
+            "VIDEOQA_PARTITION_WORKING_SET": self.partition_working_set,
             "VIDEOQA_RUN_TIMEOUT": self.run_timeout_seconds,
             "VIDEOQA_ALLOWED_LOCAL_ROOTS": os.pathsep.join(str(root) for root in self.local_roots)
             or "(none: webhook and SQS jobs cannot name local files)",

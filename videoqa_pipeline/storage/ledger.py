@@ -1093,3 +1093,17 @@ def jobs_for_video(db: Database, video_id: str, limit: int = 20) -> Sequence[Job
             (video_id, limit),
         ).fetchall()
     return [_job_from_row(row) for row in rows]
+
+
+def videos_with_active_jobs(db: Database, video_ids: Sequence[str]) -> set[str]:
+    """Which of ``video_ids`` have a job pending, queued or running (one probe of the
+    ``(video_id, id)`` index per video): videos the partition working set must keep."""
+    if not video_ids:
+        return set()
+    with db.connection() as conn:
+        rows = conn.execute(
+            f"""SELECT DISTINCT video_id FROM {JOBS_TABLE}
+                WHERE video_id = ANY(%s) AND status IN ('pending', 'queued', 'running')""",
+            (list(video_ids),),
+        ).fetchall()
+    return {str(row[0]) for row in rows}
