@@ -19,7 +19,7 @@ from typing import Any
 from videoqa_pipeline.ai.audio import cut_wav, detect_silences, plan_chunks, to_wav, wav_duration
 from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig
 from videoqa_pipeline.ai.errors import AIProviderError
-from videoqa_pipeline.ai.openai_client import call_api, make_client
+from videoqa_pipeline.ai.openai_client import Endpoint, call_api, make_client
 from videoqa_pipeline.ai.pricing import estimate_cost
 from videoqa_pipeline.ai.types import Transcript, TranscriptSegment, Usage, Word
 
@@ -67,7 +67,8 @@ class OpenAITranscriber:
             max_upload_bytes: Files above this size are split; below the API's 25 MB limit.
         """
         self._config = config
-        self._client = make_client(config)
+        self._client = make_client(config, "transcription")
+        self._endpoint = Endpoint.of(config, "transcription")
         self.model_name = config.asr_model or DEFAULT_OPENAI_MODELS["transcription"]
         self.max_upload_bytes = max_upload_bytes
 
@@ -143,6 +144,7 @@ class OpenAITranscriber:
             response = call_api(
                 f"transcribe {path.name} with {self.model_name}",
                 lambda: self._client.audio.transcriptions.create(file=handle, **kwargs),
+                self._endpoint,
             )
         try:
             duration = float(_field(response, "duration") or 0.0) or wav_duration(path)
@@ -170,7 +172,7 @@ class OpenAITranscriber:
             if not isinstance(_field(response, "text"), str):
                 raise AIProviderError(
                     f"The transcription API returned no text for {path.name} (model {self.model_name}); "
-                    "check that OPENAI_BASE_URL implements /audio/transcriptions.",
+                    f"check that {self._endpoint.setting} names a server that implements /audio/transcriptions.",
                     permanent=False,
                 )
             if text:

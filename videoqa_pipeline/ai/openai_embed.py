@@ -14,7 +14,7 @@ import numpy as np
 
 from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig
 from videoqa_pipeline.ai.errors import AIProviderError
-from videoqa_pipeline.ai.openai_client import call_api, make_client
+from videoqa_pipeline.ai.openai_client import Endpoint, call_api, make_client
 from videoqa_pipeline.ai.pricing import estimate_cost
 from videoqa_pipeline.ai.types import EmbeddingBatch, Usage
 
@@ -54,7 +54,8 @@ class OpenAIEmbedder:
     def __init__(self, config: AIConfig) -> None:
         """Create the client; the dimension is known for OpenAI models and probed once otherwise."""
         self._config = config
-        self._client = make_client(config)
+        self._client = make_client(config, "embedding")
+        self._endpoint = Endpoint.of(config, "embedding")
         self.model_name = config.embed_model or DEFAULT_OPENAI_MODELS["embedding"]
         self._dimension: int | None = KNOWN_DIMENSIONS.get(self.model_name)
         self.max_inputs_per_request = MAX_INPUTS_PER_REQUEST
@@ -94,6 +95,7 @@ class OpenAIEmbedder:
                 lambda inputs=inputs: self._client.embeddings.create(  # type: ignore[misc]
                     model=self.model_name, input=inputs, encoding_format="float"
                 ),
+                self._endpoint,
             )
             data = sorted(response.data, key=lambda item: item.index)
             if len(data) != len(inputs):

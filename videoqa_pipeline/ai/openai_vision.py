@@ -4,20 +4,34 @@ Each frame is sent as a base64 JPEG data URI with a JSON-schema response format 
 ``caption``, ``labels`` and ``visible_text``. One frame per request keeps a failure local to
 its frame and the prompt small; requests run in a thread pool bounded by
 ``VIDEOQA_OPENAI_MAX_CONCURRENCY`` so a long video cannot flood the API.
+
+Small open VLMs behind vLLM, Ollama, llama-server or LM Studio are served too:
+
+* a server that rejects the ``json_schema`` response format with a 4xx (llama-server builds
+  that only know ``json_object``, Ollama before structured outputs) is asked once more without
+  it, and that server and model are remembered for the rest of the process, so later frames do
+  not pay for the rejected request again;
+* replies are parsed tolerantly (:func:`parse_analysis_reply`): JSON inside Markdown fences or
+  prose, single quotes, trailing commas, missing fields (defaults), labels as one string; a
+  plain-text reply becomes the caption. What could not be read is a warning in the analysis's
+  ``facts`` (the stage shows it in its metadata), never a failed stage.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import logging
+import re
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig
 from videoqa_pipeline.ai.errors import AIProviderError
-from videoqa_pipeline.ai.openai_client import call_api, make_client
+from videoqa_pipeline.ai.openai_client import Endpoint, call_api, make_client
 from videoqa_pipeline.ai.pricing import estimate_cost
 from videoqa_pipeline.ai.types import FrameAnalysis, FrameAnalysisBatch, Usage
 
@@ -27,7 +41,8 @@ PROMPT = (
     "This is a keyframe from a video. Describe it for search. Return JSON with: "
     "caption - one factual sentence about what is shown; "
     "labels - up to 10 short lowercase nouns or noun phrases for objects, people, setting and activity; "
-    "visible_text - all legible text exactly as written, lines separated by newlines, empty string if none."
+    "visible_text - all legible text exactly as written, lines separated by newlines, empty string if none. "
+    'Reply with the JSON object only, like {"caption": "...", "labels": ["..."], "visible_text": "..."}.'
 )
 
 RESPONSE_FORMAT: dict[str, Any] = {
@@ -72,26 +87,100 @@ def ensure_jpeg(data: bytes, index: int) -> bytes:
     return bytes(encoded.tobytes())
 
 
-def parse_analysis_json(content: str | None) -> dict[str, Any]:
-    """Parse the model's JSON reply, tolerating a Markdown code fence around it.
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_FENCE_MARK = re.compile(r"```(?:json|JSON)?")
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+#: Keys small models use instead of the asked ones.
+_CAPTION_KEYS = ("caption", "description", "summary", "scene")
+_LABEL_KEYS = ("labels", "tags", "objects", "keywords")
+_TEXT_KEYS = ("visible_text", "text", "ocr_text", "ocr", "on_screen_text")
+#: Longest plain-text reply kept as a caption.
+MAX_CAPTION_CHARS = 500
 
-    Raises:
-        ValueError: when the reply is not a JSON object with the expected fields.
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON-like object in ``text``: strict JSON, else Python-literal syntax (single
+    quotes, ``True``/``None``), else JSON with trailing commas removed; None when none parses."""
+    fenced = _FENCE.search(text)
+    candidates = [fenced.group(1).strip()] if fenced else []
+    first, last = text.find("{"), text.rfind("}")
+    if 0 <= first < last:
+        candidates.append(text[first : last + 1])
+    for candidate in candidates:
+        for attempt in (
+            lambda c: json.loads(c),
+            lambda c: json.loads(_TRAILING_COMMA.sub(r"\1", c)),
+            lambda c: ast.literal_eval(_TRAILING_COMMA.sub(r"\1", c)),
+        ):
+            try:
+                parsed = attempt(candidate)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue
+            if isinstance(parsed, dict):
+                return parsed
+    return None
+
+
+def _first(parsed: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    lowered = {str(key).lower(): value for key, value in parsed.items()}
+    return next((lowered[key] for key in keys if lowered.get(key) not in (None, "", [])), None)
+
+
+def _as_labels(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else str(value or "").split(",")
+    return [str(label).strip().lower() for label in items if str(label).strip()][:20]
+
+
+def parse_analysis_reply(content: str | None) -> tuple[dict[str, Any], str | None]:
+    """Read a vision model's reply, however loosely it followed the requested JSON.
+
+    Returns:
+        ``({"caption", "labels", "visible_text"}, warning)``: the fields, with defaults for what
+        is missing, and a sentence saying what could not be read (None when the reply was a
+        JSON object with the three fields).
     """
     text = (content or "").strip()
-    if text.startswith("```"):
-        text = text.strip("`").removeprefix("json").strip()
-    parsed = json.loads(text)
-    if not isinstance(parsed, dict):
-        raise ValueError(f"expected a JSON object, got {type(parsed).__name__}")
-    labels = parsed.get("labels") or []
-    if not isinstance(labels, list):
-        raise ValueError("'labels' is not a list")
-    return {
-        "caption": str(parsed.get("caption") or "").strip() or None,
-        "labels": [str(label).strip().lower() for label in labels if str(label).strip()],
-        "visible_text": str(parsed.get("visible_text") or "").strip(),
+    if not text:
+        return {"caption": None, "labels": [], "visible_text": ""}, "the model's reply was empty"
+    parsed = _json_object(text)
+    if parsed is None:
+        caption = " ".join(_FENCE_MARK.sub(" ", text).split())[:MAX_CAPTION_CHARS] or None
+        return (
+            {"caption": caption, "labels": [], "visible_text": ""},
+            "the model answered in plain text, not JSON: its reply is kept as the caption",
+        )
+    visible = _first(parsed, _TEXT_KEYS)
+    if isinstance(visible, list):
+        visible = "\n".join(str(line) for line in visible)
+    fields = {
+        "caption": str(_first(parsed, _CAPTION_KEYS) or "").strip() or None,
+        "labels": _as_labels(_first(parsed, _LABEL_KEYS)),
+        "visible_text": str(visible or "").strip(),
     }
+    present = {str(key).lower() for key in parsed}
+    groups = {"caption": _CAPTION_KEYS, "labels": _LABEL_KEYS, "visible_text": _TEXT_KEYS}
+    missing = [name for name, keys in groups.items() if not present.intersection(keys)]
+    warning: str | None = f"the model's JSON had no {', '.join(missing)}: left empty" if missing else None
+    return fields, warning
+
+
+#: (base URL, model) pairs whose server rejected the ``json_schema`` response format in this
+#: process: later frames go without it at once.
+_schema_unsupported: set[tuple[str | None, str]] = set()
+_schema_lock = threading.Lock()
+
+
+def _rejects_schema(error: AIProviderError) -> bool:
+    """True when ``error`` may be the server refusing the response format (retry without it).
+
+    A 400 or 422 could have other causes; the retry without the format tells: if it fails too,
+    its error is the one raised. llama-cpp-python answers 500 for json_schema, so a 5xx naming
+    the response format counts as well.
+    """
+    if error.status_code in (400, 422):
+        return True
+    text = str(error).lower()
+    return error.status_code is not None and ("response_format" in text or "json_schema" in text)
 
 
 class OpenAIFrameAnalyzer:
@@ -103,10 +192,12 @@ class OpenAIFrameAnalyzer:
         Args:
             config: AI settings (model, key, base URL, retries, concurrency, prices).
             detail: OpenAI image detail level; ``low`` (85 tokens per image) is enough for
-                keyframe captions and large text.
+                keyframe captions and large text. Other servers ignore it.
         """
         self._config = config
-        self._client = make_client(config)
+        self._client = make_client(config, "vision")
+        self._endpoint = Endpoint.of(config, "vision")
+        self._base_url = config.base_url_for("vision")
         self.model_name = config.vision_model or DEFAULT_OPENAI_MODELS["vision"]
         self._detail = detail
 
@@ -127,38 +218,60 @@ class OpenAIFrameAnalyzer:
             usage += one_usage
         return FrameAnalysisBatch([analysis for analysis, _u in results], self.model_name, usage)
 
+    @property
+    def uses_schema(self) -> bool:
+        """Whether requests still ask for the ``json_schema`` response format."""
+        with _schema_lock:
+            return (self._base_url, self.model_name) not in _schema_unsupported
+
+    def _complete(self, what: str, messages: list[dict[str, Any]]) -> Any:
+        """One chat completion, with the JSON schema unless this server is known to reject it."""
+
+        def create(with_schema: bool) -> Any:
+            extra: dict[str, Any] = {"response_format": RESPONSE_FORMAT} if with_schema else {}
+            return call_api(
+                what,
+                lambda: self._client.chat.completions.create(
+                    model=self.model_name, messages=messages, **extra
+                ),
+                self._endpoint,
+            )
+
+        if not self.uses_schema:
+            return create(False)
+        try:
+            return create(True)
+        except AIProviderError as error:
+            if not _rejects_schema(error):
+                raise
+            logger.info("%s rejected the JSON schema response format (%s); asking without it", what, error)
+        response = create(False)
+        with _schema_lock:
+            _schema_unsupported.add((self._base_url, self.model_name))
+        logger.warning(
+            "%s (model %s) does not take a JSON schema response format: frames are analysed without it "
+            "and their replies parsed tolerantly",
+            self._endpoint.name,
+            self.model_name,
+        )
+        return response
+
     def _analyze_one(self, index: int, jpeg: bytes) -> tuple[FrameAnalysis, Usage]:
         data_uri = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         what = f"analyse frame {index} with {self.model_name}"
-        response = call_api(
-            what,
-            lambda: self._client.chat.completions.create(
-                model=self.model_name,
-                messages=[
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "text", "text": PROMPT},
-                            {"type": "image_url", "image_url": {"url": data_uri, "detail": self._detail}},
-                        ],
-                    }
+        messages: list[dict[str, Any]] = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": PROMPT},
+                    {"type": "image_url", "image_url": {"url": data_uri, "detail": self._detail}},
                 ],
-                response_format=RESPONSE_FORMAT,
-            ),
-        )
-        try:
-            message = response.choices[0].message
-            if getattr(message, "refusal", None):
-                raise AIProviderError(f"The model refused to {what}: {message.refusal}", permanent=True)
-            parsed = parse_analysis_json(message.content)
-        except AIProviderError:
-            raise
-        except (ValueError, IndexError, AttributeError, TypeError) as exc:
-            raise AIProviderError(
-                f"The vision model returned an unusable reply while trying to {what}: {exc}.", permanent=False
-            ) from exc
-        input_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
-        output_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0)
+            }
+        ]
+        response = self._complete(what, messages)
+        parsed, warning = self._read_reply(response)
+        input_tokens = int(getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0)
+        output_tokens = int(getattr(getattr(response, "usage", None), "completion_tokens", 0) or 0)
         usage = Usage(
             requests=1,
             images=1,
@@ -172,11 +285,25 @@ class OpenAIFrameAnalyzer:
                 images=1,
             ),
         )
+        if warning:
+            logger.warning("frame %d (%s): %s", index, self.model_name, warning)
         analysis = FrameAnalysis(
             caption=parsed["caption"],
             labels=parsed["labels"],
             ocr_text=parsed["visible_text"],
             model=self.model_name,
-            facts={},
+            facts={"warning": warning} if warning else {},
         )
         return analysis, usage
+
+    def _read_reply(self, response: Any) -> tuple[dict[str, Any], str | None]:
+        """The fields of a completion and a warning; a refusal or a missing message is a warning."""
+        try:
+            message = response.choices[0].message
+        except (AttributeError, IndexError, TypeError):
+            return {"caption": None, "labels": [], "visible_text": ""}, "the server's reply had no message"
+        refusal = getattr(message, "refusal", None)
+        if refusal:
+            return {"caption": None, "labels": [], "visible_text": ""}, f"the model refused: {refusal}"
+        content = message.content if isinstance(getattr(message, "content", None), str) else None
+        return parse_analysis_reply(content)

@@ -32,9 +32,11 @@ def _filters(videos: tuple[str, ...], start: float | None, end: float | None) ->
 
 
 def search_json(moments: list[Any]) -> dict[str, Any]:
-    """The ``--json`` document: ``{"results": [{video_id, start, end, text, score, keyframe}]}``, best first.
+    """The ``--json`` document: ``{"results": [{video_id, start, end, text, relevance, score, keyframe}]}``.
 
-    ``text`` is the transcript of the moment, or its on-screen text when nothing was said.
+    Best first. ``text`` is the transcript of the moment, or its on-screen text when nothing was
+    said; ``relevance`` is 0-1 and means the same in every mode (``Moment.relevance``); ``score``
+    is the raw fusion score that orders the results, kept for existing readers.
     """
     return {
         "results": [
@@ -43,6 +45,7 @@ def search_json(moments: list[Any]) -> dict[str, Any]:
                 "start": round(moment.start, 3),
                 "end": round(moment.end, 3),
                 "text": moment.text or moment.frame_text,
+                "relevance": None if moment.relevance is None else round(moment.relevance, 3),
                 "score": round(moment.score, 6),
                 "keyframe": moment.keyframe,
             }
@@ -96,7 +99,7 @@ def search(
     as_json: bool,
 ) -> None:
     """Find the moments of stored videos that match QUERY, best first."""
-    from videoqa_pipeline.search import SearchError, format_timestamp
+    from videoqa_pipeline.search import SearchError, format_relevance, format_timestamp
 
     filters = _filters(videos, start, end)
     try:
@@ -112,7 +115,7 @@ def search(
     for rank, moment in enumerate(result.moments, start=1):
         click.echo(
             f"{rank}. {moment.video_id} @ {format_timestamp(moment.start)}-{format_timestamp(moment.end)}  "
-            f"score {moment.score:.4f}"
+            f"relevance {format_relevance(moment.relevance)}"
         )
         if moment.text:
             click.echo(f"   said:    {moment.text}")
@@ -134,10 +137,10 @@ def ask(
 ) -> None:
     """Answer QUESTION from the stored videos, citing moments as [video_id @ mm:ss].
 
-    With OPENAI_API_KEY (or VIDEOQA_ASK_PROVIDER=openai) a chat model writes the answer;
-    otherwise the best sentences are quoted. "not found in the videos" when nothing is relevant.
+    With OPENAI_API_KEY, VIDEOQA_ASK_BASE_URL or VIDEOQA_ASK_PROVIDER=openai a chat model writes
+    the answer; otherwise the best sentences are quoted. "not found in the videos" when nothing is relevant.
     """
-    from videoqa_pipeline.search import SearchError, answerer_for
+    from videoqa_pipeline.search import SearchError, answerer_for, format_relevance
     from videoqa_pipeline.search import ask as ask_videos
     from videoqa_pipeline.settings import environment
 
@@ -154,7 +157,11 @@ def ask(
     if answer.citations:
         click.echo("")
         for citation in answer.citations:
-            click.echo(f"  {citation.label} {citation.text}")
+            click.echo(
+                f"  {citation.label} (relevance {format_relevance(citation.relevance)}) {citation.text}"
+            )
+    if answer.dropped_citations:
+        click.echo(f"\n  (removed, not among the retrieved moments: {', '.join(answer.dropped_citations)})")
 
 
 def register(group: click.Group) -> None:

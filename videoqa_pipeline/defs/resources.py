@@ -112,6 +112,12 @@ class AIResource(dg.ConfigurableResource):
     model_cache: str | None = None
     openai_api_key: str | None = None
     openai_base_url: str | None = None
+    asr_base_url: str | None = None
+    vision_base_url: str | None = None
+    embed_base_url: str | None = None
+    ask_base_url: str | None = None
+    ask_provider: str = "local"
+    ask_model: str | None = None
     openai_max_retries: int = 3
     openai_timeout: float = 120.0
     openai_max_concurrency: int = 4
@@ -150,6 +156,12 @@ _AI_FIELDS = (
     "embed_model",
     "model_cache",
     "openai_base_url",
+    "asr_base_url",
+    "vision_base_url",
+    "embed_base_url",
+    "ask_base_url",
+    "ask_provider",
+    "ask_model",
     "openai_max_retries",
     "openai_timeout",
     "openai_max_concurrency",

@@ -29,7 +29,14 @@ from videoqa_pipeline.search.answer import (
 )
 from videoqa_pipeline.search.backends import ParquetSearchBackend, PostgresSearchBackend, SearchBackend
 from videoqa_pipeline.search.retrieval import SEARCH_MODES, Searcher, SearchResult, fuse, group_into_moments
-from videoqa_pipeline.search.types import Hit, Moment, SearchError, SearchFilters, format_timestamp
+from videoqa_pipeline.search.types import (
+    Hit,
+    Moment,
+    SearchError,
+    SearchFilters,
+    format_relevance,
+    format_timestamp,
+)
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.blobs import BlobStore, LocalBlobStore
 from videoqa_pipeline.storage.database import DatabaseSettings, get_database
@@ -57,6 +64,7 @@ __all__ = [
     "ask",
     "backend_for",
     "file_store_for",
+    "format_relevance",
     "format_timestamp",
     "fuse",
     "group_into_moments",
@@ -106,20 +114,18 @@ def searcher_for(settings: Settings) -> Searcher:
 
 
 def answerer_for(searcher: Searcher, env: Mapping[str, str]) -> Answerer:
-    """The chat answerer when OpenAI is configured, else the extractive one.
+    """The chat answerer when the ask protocol's provider is ``openai``, else the extractive one.
 
-    ``VIDEOQA_ASK_PROVIDER`` (``local`` or ``openai``) decides; unset, it follows the other AI
-    settings: OpenAI when ``OPENAI_API_KEY`` is set. ``VIDEOQA_CHAT_MODEL`` names the chat model.
+    The settings are :class:`AIConfig`'s (``VIDEOQA_ASK_PROVIDER``, ``VIDEOQA_ASK_BASE_URL``,
+    ``VIDEOQA_ASK_MODEL`` or the older ``VIDEOQA_CHAT_MODEL``; unset, OpenAI when
+    ``OPENAI_API_KEY`` is set), so ``videoqa check-config`` shows the same choice.
 
     Raises:
         SearchError: ``VIDEOQA_ASK_PROVIDER`` has another value.
     """
     config = AIConfig.from_env(env)
-    provider = (env.get("VIDEOQA_ASK_PROVIDER") or "").strip().lower() or (
-        "openai" if config.openai_api_key else "local"
-    )
-    if provider == "openai":
-        return OpenAIAnswerer(config, (env.get("VIDEOQA_CHAT_MODEL") or "").strip() or DEFAULT_CHAT_MODEL)
-    if provider == "local":
+    if config.ask_provider == "openai":
+        return OpenAIAnswerer(config)
+    if config.ask_provider == "local":
         return ExtractiveAnswerer(searcher.embedder)
-    raise SearchError(f"VIDEOQA_ASK_PROVIDER={provider!r} is not known; use 'local' or 'openai'")
+    raise SearchError(f"VIDEOQA_ASK_PROVIDER={config.ask_provider!r} is not known; use 'local' or 'openai'")

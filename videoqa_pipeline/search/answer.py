@@ -7,8 +7,11 @@ Two answerers share one contract (:class:`Answer` with structured citations):
   sentences. A keyframe contributes what is on screen and a learned caption; the offline
   analyzer's measured-facts description only when nothing is written on screen, and never its
   boilerplate prefix or the keyword labels (they are there for search, not to be read).
-* :class:`OpenAIAnswerer`: a chat completion (OpenAI or a compatible server) told to answer only
-  from the numbered moments and to cite them; citations are parsed back from its text.
+* :class:`OpenAIAnswerer`: a chat completion (OpenAI or a compatible server: ``VIDEOQA_ASK_BASE_URL``
+  / ``VIDEOQA_ASK_MODEL``) told to answer only from the numbered moments and to cite them.
+  Citations are parsed back from its text and checked against the moments it was given: a label
+  naming a time inside a moment is rewritten to that moment's label, one naming no given moment
+  is removed from the text and listed in :attr:`Answer.dropped_citations`.
 
 Both say :data:`NOT_FOUND` without guessing when retrieval found nothing relevant enough: no
 moment whose best cosine similarity reaches ``min_similarity``. The model is never called then.
@@ -23,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from videoqa_pipeline.ai.config import AIConfig
+from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig
 from videoqa_pipeline.ai.types import MEASURED_CAPTION_PREFIX, Embedder
 from videoqa_pipeline.search.retrieval import Searcher
 from videoqa_pipeline.search.types import Moment, SearchFilters, format_timestamp
@@ -36,8 +39,9 @@ NOT_FOUND = "not found in the videos"
 #: texts score about 0.0-0.2 with all-MiniLM-L6-v2; paraphrases of a stated fact 0.4 and more.
 DEFAULT_MIN_SIMILARITY = 0.3
 
-#: Default chat model for answers with OpenAI (``VIDEOQA_CHAT_MODEL`` overrides it).
-DEFAULT_CHAT_MODEL = "gpt-4o-mini"
+#: Default chat model for answers with OpenAI (``VIDEOQA_ASK_MODEL``, or the older
+#: ``VIDEOQA_CHAT_MODEL``, overrides it).
+DEFAULT_CHAT_MODEL = DEFAULT_OPENAI_MODELS["ask"]
 
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
 # The parts of a keyframe's indexed text (videoqa_pipeline.steps.indexing.frame_text):
@@ -45,6 +49,9 @@ _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
 _ON_SCREEN = re.compile(r"(?:^|\s)Text on screen: (.*)$", re.S)
 _LABELS = re.compile(r"(?:^|\s)Labels: [^.]*\.")
 _CITATION = re.compile(r"\[([^\[\]@]+?)\s*@\s*(\d+(?::\d{2}){1,2})\]")
+# Where a dropped label was, no double space and no space before punctuation.
+_SPACES = re.compile(r"[ \t]{2,}")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+(?=[.,;:!?])")
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Citation:
         timestamp: ``mm:ss`` of ``start``.
         text: The quoted sentence (extractive) or the moment's text (chat).
         keyframe: Blob key of the moment's keyframe, if any.
+        relevance: The moment's relevance to the question, 0-1 (see :attr:`Moment.relevance`).
     """
 
     video_id: str
@@ -66,6 +74,7 @@ class Citation:
     timestamp: str
     text: str
     keyframe: str | None = None
+    relevance: float | None = None
 
     @property
     def label(self) -> str:
@@ -82,6 +91,7 @@ class Citation:
             "label": self.label,
             "text": self.text,
             "keyframe": self.keyframe,
+            "relevance": None if self.relevance is None else round(self.relevance, 3),
         }
 
 
@@ -96,6 +106,8 @@ class Answer:
         citations: Cited moments, in order of first citation.
         method: ``extractive`` or ``openai:<model>``.
         moments: The retrieved moments given to the answerer.
+        dropped_citations: Labels the chat model wrote that name no moment it was given (removed
+            from :attr:`answer`; a model inventing sources is worth knowing about).
     """
 
     question: str
@@ -104,6 +116,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     method: str = "extractive"
     moments: list[Moment] = field(default_factory=list)
+    dropped_citations: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -113,12 +126,15 @@ class Answer:
             "found": self.found,
             "method": self.method,
             "citations": [citation.to_dict() for citation in self.citations],
+            "dropped_citations": list(self.dropped_citations),
             "moments": [moment.to_dict() for moment in self.moments],
         }
 
 
 def _citation_for(moment: Moment, text: str) -> Citation:
-    return Citation(moment.video_id, moment.start, moment.end, moment.timestamp, text, moment.keyframe)
+    return Citation(
+        moment.video_id, moment.start, moment.end, moment.timestamp, text, moment.keyframe, moment.relevance
+    )
 
 
 def relevant_moments(moments: list[Moment], min_similarity: float) -> list[Moment]:
@@ -221,55 +237,109 @@ SYSTEM_PROMPT = (
 class OpenAIAnswerer:
     """Answers with a chat completion that must cite the moments it uses."""
 
-    def __init__(self, config: AIConfig, model: str = DEFAULT_CHAT_MODEL) -> None:
+    def __init__(self, config: AIConfig, model: str | None = None) -> None:
         """Args:
-        config: OpenAI settings (key, base URL, retries, timeout).
-        model: The chat model.
+        config: AI settings: the ask protocol's server (``VIDEOQA_ASK_BASE_URL``, else
+            ``OPENAI_BASE_URL``, else OpenAI), key, retries and timeout.
+        model: The chat model; default ``VIDEOQA_ASK_MODEL`` (or ``VIDEOQA_CHAT_MODEL``), else
+            :data:`DEFAULT_CHAT_MODEL`.
         """
         self.config = config
-        self.model = model
+        self.model = model or config.ask_model or DEFAULT_CHAT_MODEL
 
     def answer(self, question: str, moments: list[Moment]) -> Answer:
         """Ask the model; citations are the labels it used that name a given moment.
 
+        The request is a plain, non-streaming completion at temperature 0 (every compatible
+        server takes that); nothing here depends on streaming.
+
         Raises:
             AIProviderError: the API failed (message says whether to retry).
         """
-        from videoqa_pipeline.ai.openai_client import call_api, make_client
+        from videoqa_pipeline.ai.openai_client import Endpoint, call_api, make_client
 
-        client = make_client(self.config)
-        context = "\n\n".join(
-            f"Moment {n} {moment.citation} ({format_timestamp(moment.start)}-{format_timestamp(moment.end)}):\n"
-            f"Transcript: {moment.text or '(no speech)'}\nOn screen: {moment.frame_text or '(nothing)'}"
-            for n, moment in enumerate(moments, start=1)
-        )
+        client = make_client(self.config, "ask")
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": f"Moments:\n\n{context}\n\nQuestion: {question}"},
+            {"role": "user", "content": build_prompt(question, moments)},
         ]
         response = call_api(
             f"answer a question with {self.model}",
             lambda: client.chat.completions.create(model=self.model, messages=messages, temperature=0),
+            Endpoint.of(self.config, "ask"),
         )
-        text = (response.choices[0].message.content or "").strip()
+        try:
+            text = (response.choices[0].message.content or "").strip()
+        except (AttributeError, IndexError, TypeError):
+            text = ""
         method = f"openai:{self.model}"
         if not text or NOT_FOUND in text.lower():
             return Answer(question, NOT_FOUND, False, [], method, moments)
-        return Answer(question, text, True, parse_citations(text, moments), method, moments)
+        checked, citations, dropped = check_citations(text, moments)
+        if dropped:
+            logger.warning("the chat model cited moments it was not given: %s", ", ".join(dropped))
+        return Answer(question, checked, True, citations, method, moments, dropped)
+
+
+def build_prompt(question: str, moments: list[Moment]) -> str:
+    """The user message: the numbered moments with their citation labels, then the question."""
+    context = "\n\n".join(
+        f"Moment {n} {moment.citation} ({format_timestamp(moment.start)}-{format_timestamp(moment.end)}):\n"
+        f"Transcript: {moment.text or '(no speech)'}\nOn screen: {moment.frame_text or '(nothing)'}"
+        for n, moment in enumerate(moments, start=1)
+    )
+    return f"Moments:\n\n{context}\n\nQuestion: {question}"
+
+
+def timestamp_seconds(timestamp: str) -> int:
+    """Seconds of ``mm:ss``, ``h:mm:ss`` or ``hh:mm:ss`` (as models write them)."""
+    seconds = 0
+    for part in timestamp.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def _moment_cited(video_id: str, seconds: int, moments: list[Moment]) -> Moment | None:
+    """The moment a label names: the one starting at that second, else the one containing it."""
+    same_video = [m for m in moments if m.video_id == video_id]
+    exact = [m for m in same_video if int(m.start) == seconds]
+    if exact:
+        return exact[0]
+    return next((m for m in same_video if int(m.start) <= seconds <= m.end), None)
+
+
+def check_citations(text: str, moments: list[Moment]) -> tuple[str, list[Citation], list[str]]:
+    """Check every ``[video_id @ time]`` label of ``text`` against the moments the model was given.
+
+    Returns:
+        ``(text, citations, dropped)``: the text with each label naming a given moment written as
+        that moment's own label and every other label removed; the cited moments in order of
+        first citation (each once); the removed labels.
+    """
+    citations: list[Citation] = []
+    dropped: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        moment = _moment_cited(match.group(1).strip(), timestamp_seconds(match.group(2)), moments)
+        if moment is None:
+            dropped.append(match.group(0))
+            return ""
+        if all(c.label != moment.citation for c in citations):
+            citations.append(_citation_for(moment, moment.text or moment.frame_text))
+        return moment.citation
+
+    checked = _CITATION.sub(replace, text)
+    if dropped:  # close the gaps the removed labels left
+        checked = _SPACE_BEFORE_PUNCTUATION.sub("", _SPACES.sub(" ", checked))
+    return checked.strip(), citations, dropped
 
 
 def parse_citations(text: str, moments: list[Moment]) -> list[Citation]:
-    """Citations of ``text`` that name one of ``moments`` (by video and ``mm:ss``), in order.
+    """Citations of ``text`` that name one of ``moments`` (by video and time), in order.
 
     Labels naming no given moment (a model's invention) are dropped.
     """
-    by_label = {(m.video_id, m.timestamp): m for m in moments}
-    citations: list[Citation] = []
-    for video_id, timestamp in _CITATION.findall(text):
-        moment = by_label.get((video_id.strip(), timestamp))
-        if moment is not None and all(c.label != moment.citation for c in citations):
-            citations.append(_citation_for(moment, moment.text or moment.frame_text))
-    return citations
+    return check_citations(text, moments)[1]
 
 
 def ask(

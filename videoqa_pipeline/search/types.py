@@ -84,7 +84,9 @@ class Moment:
         text: Transcript text of the moment ("" when nothing was said).
         frame_text: Caption / labels / on-screen text of its keyframe ("" when none).
         keyframe: Blob key of the keyframe nearest the moment (None when the video has none).
-        score: Fused score (sum of its items' RRF scores); higher is better.
+        score: Fused score (reciprocal rank fusion of its items' ranks); higher is better. It only
+            orders the results of one search: its size means nothing to a person (see
+            :attr:`relevance`).
         similarity: Best cosine similarity of its items to the query (None if unknown).
         hits: The items grouped into this moment.
     """
@@ -100,8 +102,21 @@ class Moment:
     hits: list[Hit] = field(default_factory=list)
 
     @property
+    def relevance(self) -> float | None:
+        """How well the moment matches the query, 0-1, the same scale in every search mode.
+
+        The cosine similarity of its closest item to the query, clipped to 0-1 (vector and
+        full-text hits both carry it). With the offline model unrelated text scores about
+        0.0-0.2 and a paraphrase of what was said 0.4 and more; ``ask`` treats a moment under
+        0.3 as not relevant. None when the moment's items were embedded by another model.
+        """
+        if self.similarity is None:
+            return None
+        return min(1.0, max(0.0, float(self.similarity)))
+
+    @property
     def timestamp(self) -> str:
-        """``mm:ss`` (``h:mm:ss`` past an hour) of :attr:`start`, as answers cite it."""
+        """``mm:ss`` (``hh:mm:ss`` past an hour) of :attr:`start`, as answers cite it."""
         return format_timestamp(self.start)
 
     @property
@@ -121,12 +136,18 @@ class Moment:
             "keyframe": self.keyframe,
             "score": round(self.score, 6),
             "similarity": None if self.similarity is None else round(self.similarity, 4),
+            "relevance": None if self.relevance is None else round(self.relevance, 3),
         }
 
 
 def format_timestamp(seconds: float) -> str:
-    """``mm:ss`` for times under an hour, else ``h:mm:ss``; fractions are dropped."""
+    """``mm:ss`` for times under an hour, else ``hh:mm:ss``; fractions are dropped."""
     total = max(0, int(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def format_relevance(relevance: float | None) -> str:
+    """``62%`` for display; ``n/a`` when unknown."""
+    return "n/a" if relevance is None else f"{round(100 * relevance)}%"

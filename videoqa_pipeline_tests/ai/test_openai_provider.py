@@ -131,11 +131,12 @@ def test_vision_sends_base64_jpeg_with_json_schema(api_server: OpenAITestServer)
     assert batch.usage.cost_usd == pytest.approx(3 * (120 * 0.15 + 30 * 0.60) / 1e6)
 
 
-def test_vision_reply_that_is_not_json_is_transient(api_server: OpenAITestServer) -> None:
-    api_server.vision_reply = "I see a red slide"  # type: ignore[assignment]
-    with pytest.raises(AIProviderError) as info:
-        get_frame_analyzer(openai_config(api_server)).analyze([text_frame_jpeg(["X"])])
-    assert not info.value.permanent and "unusable reply" in str(info.value)
+def test_vision_reply_in_plain_text_becomes_the_caption_with_a_warning(api_server: OpenAITestServer) -> None:
+    api_server.vision_reply = "I see a red slide"
+    batch = get_frame_analyzer(openai_config(api_server)).analyze([text_frame_jpeg(["X"])])
+    [analysis] = batch.analyses
+    assert analysis.caption == "I see a red slide" and analysis.labels == [] and analysis.ocr_text == ""
+    assert "plain text" in analysis.facts["warning"]
 
 
 def test_embeddings_are_batched_ordered_and_renormalised(api_server: OpenAITestServer) -> None:

@@ -155,10 +155,10 @@ def test_parse_citations_accepts_hour_timestamps() -> None:
     from videoqa_pipeline.search import Moment
 
     moment = Moment("talk-1", 3725.0, 3730.0, "Late fact.", "", None, 1.0, 0.8)
-    assert moment.citation == "[talk-1 @ 1:02:05]"
-    assert [c.start for c in parse_citations("See [talk-1 @ 1:02:05] and [talk-1 @ 00:01].", [moment])] == [
-        3725.0
-    ]
+    assert moment.citation == "[talk-1 @ 01:02:05]"
+    # Models write hours with one digit, two, or as minutes past 59; all name the same moment.
+    for label in ("[talk-1 @ 01:02:05]", "[talk-1 @ 1:02:05]", "[talk-1 @ 62:05]", "[talk-1 @ 01:02:07]"):
+        assert [c.start for c in parse_citations(f"See {label} and [talk-1 @ 00:01].", [moment])] == [3725.0]
 
 
 def test_keyframe_text_becomes_readable_sentences() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import quote
 
 import pytest
@@ -58,15 +59,19 @@ def test_search_json_lists_moments_best_first_in_seconds(cli_env: dict[str, str]
     assert list(document) == ["results"]
     results = document["results"]
     assert len(results) == 3
-    assert set(results[0]) == {"video_id", "start", "end", "text", "score", "keyframe"}
+    assert set(results[0]) == {"video_id", "start", "end", "text", "relevance", "score", "keyframe"}
     assert results[0] == {
         "video_id": harbor,
         "start": 10.0,
         "end": 15.0,
         "text": "The lighthouse was painted red and white in 1921.",
+        "relevance": results[0]["relevance"],
         "score": results[0]["score"],
         "keyframe": f"{harbor}/keyframes/scene-0002.jpg",
     }
+    # Relevance is the cosine to the query on a 0-1 scale: the answering moment is clearly relevant.
+    assert results[0]["relevance"] >= 0.3
+    assert all(0.0 <= entry["relevance"] <= 1.0 for entry in results)
     scores = [entry["score"] for entry in results]
     assert scores == sorted(scores, reverse=True)
     assert {entry["video_id"] for entry in results} <= {harbor, space}
@@ -79,6 +84,8 @@ def test_search_text_output_and_time_range(cli_env: dict[str, str], corpus: Corp
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"1. {kitchen} @ 00:05-00:10")
+    first_line = result.output.splitlines()[0]
+    assert re.search(r"  relevance \d{1,3}%$", first_line), first_line  # a percentage, not a raw RRF score
     assert "screen:  Text on screen: SOURDOUGH RECIPE" in result.output
     bad = CliRunner().invoke(main, ["search", "dough", "--from", "9", "--to", "2"], env=cli_env)
     assert bad.exit_code == 2 and "ends before it starts" in bad.output
