@@ -12,3 +12,5 @@ JOB_SOURCE_KIND_TAG = "videoqa/job_source"
 PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 #: The partition (video ID) of a run, as Dagster tags it.
 PARTITION_TAG = "dagster/partition"
+#: The first run of a chain of re-executions, as Dagster tags it: names a launch's batch.
+ROOT_RUN_ID_TAG = "dagster/root_run_id"

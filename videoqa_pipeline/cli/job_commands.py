@@ -231,22 +231,11 @@ def _terminate(run_id: str) -> str:
     return f"run {run_id}: termination requested"
 
 
-@click.command("reprocess")
-@click.argument("video_id")
-@click.option(
-    "--from",
-    "from_stage",
-    type=click.Choice(ledger.STAGES),
-    default=ledger.STAGES[0],
-    show_default=True,
-    help="Re-materialize this stage and everything downstream of it.",
-)
-def reprocess(video_id: str, from_stage: str) -> None:
-    """Re-materialize one video from a stage on (e.g. after changing the vision model)."""
+def _reprocess_one(database: Database, video_id: str, from_stage: str) -> None:
+    """One video by ID: its source may also be one ``videoqa process`` registered (or the sample)."""
     from videoqa_pipeline.media import bundled_sample_video
     from videoqa_pipeline.video_ids import SAMPLE_VIDEO_ID
 
-    database = _database()
     source = ledger.lookup_source(database, video_id)
     if source is None and video_id == SAMPLE_VIDEO_ID:
         source = str(bundled_sample_video())
@@ -263,6 +252,105 @@ def reprocess(video_id: str, from_stage: str) -> None:
     except ledger.JobMessageError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"job {job.job_id} pending: {video_id} from {from_stage} on")
+
+
+def _current_embedding_model() -> str:
+    """The model name new vectors are stored under with this process's settings."""
+    from videoqa_pipeline.ai import get_embedder
+
+    settings = load_settings()
+    if settings.metadata_storage != "postgres":
+        raise click.ClickException(
+            "--stale-embeddings reads the embeddings table, which needs METADATA_STORAGE=postgres"
+        )
+    return get_embedder(settings.ai).model_name
+
+
+@click.command("reprocess")
+@click.argument("video_ids", nargs=-1)
+@click.option(
+    "--from",
+    "from_stage",
+    type=click.Choice(ledger.STAGES),
+    default=ledger.STAGES[0],
+    show_default=True,
+    help="Re-materialize this stage and everything downstream of it.",
+)
+@click.option(
+    "--source-prefix", help="Only videos whose source starts with this (a folder, a bucket prefix)."
+)
+@click.option(
+    "--finished-after",
+    type=click.DateTime(),
+    help="Only videos whose latest job finished at or after this (UTC).",
+)
+@click.option(
+    "--finished-before",
+    type=click.DateTime(),
+    help="Only videos whose latest job finished before this (UTC).",
+)
+@click.option(
+    "--stale-embeddings",
+    is_flag=True,
+    help="Only videos with vectors of another embedding model than the configured one.",
+)
+@click.option(
+    "--all", "every_video", is_flag=True, help="Every video the ledger knows (when no filter is given)."
+)
+@click.option(
+    "--batch", help="Name of this submission; the same name again queues nothing twice (default: new)."
+)
+@click.option("--dry-run", is_flag=True, help="Only count the videos selected.")
+def reprocess(
+    video_ids: tuple[str, ...],
+    from_stage: str,
+    source_prefix: str | None,
+    finished_after: datetime | None,
+    finished_before: datetime | None,
+    stale_embeddings: bool,
+    every_video: bool,
+    batch: str | None,
+    dry_run: bool,
+) -> None:
+    """Re-materialize videos from a stage on (e.g. after changing the embedding model).
+
+    One video ID queues that video; several IDs or filters queue every video they select, one job
+    each, in a single statement, whether or not the video is still a partition in Dagster.
+    """
+    import uuid
+
+    from videoqa_pipeline.storage import reprocess as selections
+
+    database = _database()
+    filtered = source_prefix or finished_after or finished_before or stale_embeddings or every_video
+    if len(video_ids) == 1 and not filtered and not dry_run and batch is None:
+        _reprocess_one(database, video_ids[0], from_stage)
+        return
+    selection = selections.VideoSelection(
+        video_ids=video_ids,
+        source_prefix=source_prefix,
+        finished_after=_utc(finished_after),
+        finished_before=_utc(finished_before),
+        embedding_model_other_than=_current_embedding_model() if stale_embeddings else None,
+        every_video=every_video,
+    )
+    try:
+        if dry_run:
+            click.echo(f"{selections.count_selected(database, selection)} video(s) selected")
+            return
+        name = batch or f"reprocess-{uuid.uuid4().hex[:12]}"
+        selected, queued = selections.queue_selected(
+            database, selection, from_stage=from_stage, batch=name, source_kind="cli"
+        )
+    except selections.SelectionError as error:
+        raise click.UsageError(str(error)) from error
+    again = f", {selected - queued} already queued by this batch" if selected != queued else ""
+    click.echo(f"batch {name}: {queued} job(s) pending from {from_stage} on ({selected} selected{again})")
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """click's DateTime is naive: the CLI's times are UTC, like the ledger's."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 def register(group: click.Group) -> None:

@@ -10,9 +10,11 @@ import dagster as dg
 from pydantic import Field
 
 from videoqa_pipeline.defs.hooks import build_job_hooks
+from videoqa_pipeline.defs.reprocess_videos import reprocess_videos
 from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.fetch import canonical_source_uri
 from videoqa_pipeline.media import bundled_sample_video
+from videoqa_pipeline.run_tags import ROOT_RUN_ID_TAG
 from videoqa_pipeline.settings import Settings, load_settings
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
@@ -43,8 +45,6 @@ def stages_from(stage: str) -> list[str]:
     return [name for name in PIPELINE_STAGES if name in selected]
 
 
-#: The first run of a chain of re-executions, as Dagster tags it.
-ROOT_RUN_ID_TAG = "dagster/root_run_id"
 #: Dagster's run tag for a run's time limit, enforced by run monitoring (dagster.yaml).
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 
@@ -153,7 +153,7 @@ def add_videos() -> None:
 
 
 def job_definitions(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(jobs=[build_video_pipeline_job(settings), add_videos])
+    return dg.Definitions(jobs=[build_video_pipeline_job(settings), add_videos, reprocess_videos])
 
 
 @dg.definitions

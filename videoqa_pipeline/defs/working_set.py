@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from videoqa_pipeline.defs.partitions import VIDEOS_PARTITIONS_NAME
+from videoqa_pipeline.run_tags import PARTITION_TAG
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 
@@ -32,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: Partition keys examined per pass: one ledger query and one run-storage query each.
 RETIRE_BATCH = 200
-
-PARTITION_TAG = "dagster/partition"
 
 
 @dataclass(frozen=True)

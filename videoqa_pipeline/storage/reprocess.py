@@ -1,0 +1,148 @@
+"""Choosing a set of videos to process again, and queuing them as jobs in one statement.
+
+A library that outgrew Dagster's partition working set (see ``defs/working_set.py``) is still
+re-processed through the ledger: every video it knows has jobs, and a job for a retired video
+brings its partition back. A selection is resolved and queued by PostgreSQL itself
+(``INSERT ... SELECT``), one pass over the ledger whatever the library's size, with each job's
+external ID made of the batch name and the video ID, so queuing the same batch again (a re-executed
+launch, a retried command) adds nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from videoqa_pipeline.storage.database import Database
+
+#: The latest job of every video the ledger knows, with the filters of a selection applied.
+_SELECTED = """
+SELECT latest.video_id, latest.source_uri FROM (
+    SELECT DISTINCT ON (video_id) video_id, source_uri, finished_at
+    FROM videoqa_jobs
+    WHERE video_id IS NOT NULL AND (%(ids)s::text[] IS NULL OR video_id = ANY(%(ids)s))
+    ORDER BY video_id, id DESC
+) AS latest
+WHERE (%(prefix)s::text IS NULL OR starts_with(latest.source_uri, %(prefix)s))
+  AND (%(after)s::timestamptz IS NULL OR latest.finished_at >= %(after)s)
+  AND (%(before)s::timestamptz IS NULL OR latest.finished_at < %(before)s)
+  AND (%(model)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM videoqa_embeddings AS e
+        WHERE e.video_id = latest.video_id AND e.model <> %(model)s))
+"""
+
+
+class SelectionError(ValueError):
+    """A selection that names nothing, or would reach the metadata tables where they are not."""
+
+
+@dataclass(frozen=True)
+class VideoSelection:
+    """Which videos to process again; every given filter must hold (they combine with AND).
+
+    Attributes:
+        video_ids: Only these videos.
+        source_prefix: Only videos whose source starts with this (a collection: a bucket folder,
+            a directory).
+        finished_after: Only videos whose latest job finished at or after this moment.
+        finished_before: Only videos whose latest job finished before this moment.
+        embedding_model_other_than: Only videos with stored vectors of another embedding model
+            (after changing ``VIDEOQA_EMBED_MODEL``); needs the metadata in PostgreSQL.
+        every_video: Select the whole library when no filter is given (never implied).
+    """
+
+    video_ids: tuple[str, ...] = ()
+    source_prefix: str | None = None
+    finished_after: datetime | None = None
+    finished_before: datetime | None = None
+    embedding_model_other_than: str | None = None
+    every_video: bool = False
+
+    def check(self) -> None:
+        """Refuse a selection that names no filter (unless ``every_video``) or an empty window."""
+        filters = (
+            self.video_ids,
+            self.source_prefix,
+            self.finished_after,
+            self.finished_before,
+            self.embedding_model_other_than,
+        )
+        if not self.every_video and not any(value for value in filters):
+            raise SelectionError(
+                "name the videos to process again (video IDs, a source prefix, a time window or an "
+                "embedding model), or say every video explicitly"
+            )
+        if self.finished_after and self.finished_before and self.finished_after >= self.finished_before:
+            raise SelectionError(
+                f"the window is empty: {self.finished_after.isoformat()} is not before "
+                f"{self.finished_before.isoformat()}"
+            )
+
+    def parameters(self) -> dict[str, Any]:
+        """The query parameters of :data:`_SELECTED`."""
+        return {
+            "ids": list(self.video_ids) or None,
+            "prefix": self.source_prefix or None,
+            "after": self.finished_after,
+            "before": self.finished_before,
+            "model": self.embedding_model_other_than or None,
+        }
+
+
+def count_selected(db: Database, selection: VideoSelection) -> int:
+    """How many videos ``selection`` names (a dry run)."""
+    selection.check()
+    with db.connection() as conn:
+        row = conn.execute(
+            f"SELECT count(*) FROM ({_SELECTED}) AS selected", selection.parameters()
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def queue_selected(
+    db: Database,
+    selection: VideoSelection,
+    *,
+    from_stage: str | None,
+    batch: str,
+    source_kind: str,
+    options: dict[str, Any] | None = None,
+) -> tuple[int, int]:
+    """Queue one pending job per selected video; returns (selected, newly queued).
+
+    Args:
+        db: The metadata database.
+        selection: The videos.
+        from_stage: Re-materialize this stage and everything downstream (None: every stage).
+        batch: Names this submission: with the video ID, each job's external ID.
+        source_kind: ``cli``, ``ui`` or ``api``: who asked.
+        options: Processing options for these jobs (already validated by the caller).
+
+    Returns:
+        How many videos were selected, and how many of them got a new job (the rest were queued
+        by an earlier submission of the same batch).
+    """
+    selection.check()
+    params = {
+        **selection.parameters(),
+        "batch": batch,
+        "kind": source_kind,
+        "stage": from_stage,
+        "options": Jsonb(options or {}),
+    }
+    with db.connection() as conn:
+        selected = conn.execute(
+            f"""WITH selected AS ({_SELECTED}),
+                inserted AS (
+                    INSERT INTO videoqa_jobs (source_uri, video_id, options, source_kind, external_id, from_stage)
+                    SELECT source_uri, video_id, %(options)s, %(kind)s, %(batch)s || ':' || video_id, %(stage)s
+                    FROM selected
+                    ON CONFLICT (source_kind, external_id) DO NOTHING
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM selected), (SELECT count(*) FROM inserted)""",
+            params,
+        ).fetchone()
+    return (int(selected[0]), int(selected[1])) if selected else (0, 0)

@@ -1,0 +1,156 @@
+"""Re-processing a chosen set of videos (a collection, a time window, a model change) through the
+ledger: `videoqa reprocess` with filters and the UI's `reprocess_videos` job, on the embedded
+PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from videoqa_pipeline.cli import main
+from videoqa_pipeline.defs.reprocess_videos import reprocess_videos
+from videoqa_pipeline.storage import ledger
+from videoqa_pipeline.storage.reprocess import SelectionError, VideoSelection, count_selected, queue_selected
+from videoqa_pipeline_tests.jobs.conftest import LedgerDatabase
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def _library(db: LedgerDatabase) -> None:
+    """Four finished videos in two collections, one with two jobs, and vectors of two models."""
+    rows = [
+        ("lecture-1", "s3://archive/lectures/1.mp4", NOW - timedelta(days=30)),
+        ("lecture-2", "s3://archive/lectures/2.mp4", NOW - timedelta(days=3)),
+        ("ad-1", "s3://archive/ads/1.mp4", NOW - timedelta(days=3)),
+        ("ad-2", "s3://archive/ads/2.mp4", NOW - timedelta(days=40)),
+        # ad-2 again, later, from a new location: its latest job decides.
+        ("ad-2", "s3://archive/lectures/moved.mp4", NOW - timedelta(days=1)),
+    ]
+    with db.database.connection() as conn:
+        for video_id, source, finished in rows:
+            conn.execute(
+                """INSERT INTO videoqa_jobs (video_id, source_uri, status, finished_at)
+                   VALUES (%s, %s, 'succeeded', %s)""",
+                (video_id, source, finished),
+            )
+        for video_id, model in [
+            ("lecture-1", "old-model"),
+            ("lecture-2", "new-model"),
+            ("ad-1", "old-model"),
+        ]:
+            conn.execute(
+                """INSERT INTO videoqa_embeddings (video_id, item_index, kind, start_seconds, end_seconds, text,
+                                                   model, dimension, embedding)
+                   VALUES (%s, 0, 'transcript', 0, 1, 'words', %s, 3, '[1,0,0]')""",
+                (video_id, model),
+            )
+
+
+def _queued(db: LedgerDatabase, batch_prefix: str = "") -> dict[str, ledger.Job]:
+    return {
+        job.video_id or "": job
+        for job in ledger.list_jobs(db.database, limit=100)
+        if job.status == ledger.PENDING and (job.external_id or "").startswith(batch_prefix)
+    }
+
+
+def test_filters_select_by_collection_window_and_model_and_a_batch_queues_once(
+    embedded_db: LedgerDatabase,
+) -> None:
+    _library(embedded_db)
+    database = embedded_db.database
+
+    def count(**filters: object) -> int:
+        return count_selected(database, VideoSelection(**filters))  # type: ignore[arg-type]
+
+    assert count(source_prefix="s3://archive/lectures/") == 3  # ad-2's latest source moved there
+    assert count(finished_after=NOW - timedelta(days=7)) == 3
+    assert count(finished_after=NOW - timedelta(days=7), finished_before=NOW - timedelta(days=2)) == 2
+    assert count(embedding_model_other_than="new-model") == 2
+    assert count(video_ids=("ad-1", "nowhere")) == 1
+    assert count(every_video=True) == 4
+
+    selection = VideoSelection(source_prefix="s3://archive/lectures/", embedding_model_other_than="new-model")
+    assert queue_selected(database, selection, from_stage="embeddings", batch="b1", source_kind="cli") == (
+        1,
+        1,
+    )
+    assert queue_selected(database, selection, from_stage="embeddings", batch="b1", source_kind="cli") == (
+        1,
+        0,
+    )
+    jobs = _queued(embedded_db, "b1:")
+    assert list(jobs) == ["lecture-1"]
+    assert (jobs["lecture-1"].from_stage, jobs["lecture-1"].source_uri) == (
+        "embeddings",
+        "s3://archive/lectures/1.mp4",
+    )
+
+
+@pytest.mark.parametrize(
+    "selection, message",
+    [
+        (VideoSelection(), "name the videos"),
+        (VideoSelection(finished_after=NOW, finished_before=NOW), "the window is empty"),
+    ],
+)
+def test_a_selection_that_names_nothing_is_refused(
+    embedded_db: LedgerDatabase, selection: VideoSelection, message: str
+) -> None:
+    with pytest.raises(SelectionError, match=message):
+        queue_selected(embedded_db.database, selection, from_stage=None, batch="x", source_kind="cli")
+
+
+def test_the_cli_counts_queues_and_keeps_the_single_video_form(
+    embedded_db: LedgerDatabase, jobs_home: Path
+) -> None:
+    _library(embedded_db)
+    info = psycopg.conninfo.conninfo_to_dict(embedded_db.url)
+    url = f"postgresql://{info['user']}@/{info['dbname']}?host={info['host']}&port={info['port']}"
+    env = {"VIDEOQA_HOME": str(jobs_home), "DATABASE_URL": url, "DAGSTER_HOME": ""}
+    runner = CliRunner()
+
+    def videoqa(*args: str) -> str:
+        result = runner.invoke(main, ["reprocess", *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert videoqa("--source-prefix", "s3://archive/ads/", "--dry-run") == "1 video(s) selected\n"
+    out = videoqa("--all", "--from", "transcript", "--batch", "nightly")
+    assert out == "batch nightly: 4 job(s) pending from transcript on (4 selected)\n"
+    assert "0 job(s) pending" in videoqa("--all", "--from", "transcript", "--batch", "nightly")
+    assert set(_queued(embedded_db, "nightly:")) == {"lecture-1", "lecture-2", "ad-1", "ad-2"}
+    assert "pending: ad-1 from scenes on" in videoqa("ad-1", "--from", "scenes")
+    nothing = runner.invoke(main, ["reprocess", "a", "b", "--from", "scenes", "--dry-run"], env=env)
+    assert nothing.output == "0 video(s) selected\n"
+    empty = runner.invoke(main, ["reprocess"], env=env)
+    assert empty.exit_code == 2 and "name the videos" in empty.output
+
+
+def test_the_ui_job_queues_a_model_change_once_per_launch(embedded_db: LedgerDatabase) -> None:
+    _library(embedded_db)
+
+    def launch(config: dict[str, object]) -> dg.ExecuteInProcessResult:
+        return reprocess_videos.execute_in_process(
+            run_config={"ops": {"reprocess_videos": {"config": config}}},
+            resources={"database": embedded_db.resource()},
+            raise_on_error=False,
+        )
+
+    result = launch({"from_stage": "embeddings", "finished_after": "2026-05-25"})
+    assert result.success
+    assert set(_queued(embedded_db, f"{result.run_id}:")) == {"lecture-2", "ad-1", "ad-2"}
+    for config, message in [
+        ({"from_stage": "nowhere", "every_video": True}, "is not a stage"),
+        ({"finished_after": "last tuesday"}, "not an ISO date"),
+        ({}, "name the videos"),
+    ]:
+        failed = launch(config)
+        assert not failed.success
+        failure = failed.get_step_failure_events()[0].step_failure_data.user_failure_data
+        assert failure is not None and message in str(failure.description), config
