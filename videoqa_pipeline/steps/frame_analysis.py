@@ -12,7 +12,7 @@ from videoqa_pipeline.ai import FrameAnalysis, FrameAnalyzer, Usage
 from videoqa_pipeline.steps.indexing import frame_text
 from videoqa_pipeline.steps.options import ProcessingOptions
 from videoqa_pipeline.steps.previews import preview_timestamp, usage_facts
-from videoqa_pipeline.steps.result import Fact, Markdown, StageResult
+from videoqa_pipeline.steps.result import WARNING_FACT, Fact, Markdown, StageResult
 from videoqa_pipeline.storage.blobs import BlobStore
 
 #: Keyframes read and analysed at once: bounds the JPEGs held in memory, however many keyframes.
@@ -99,4 +99,12 @@ def analyze_keyframes(
         "preview": Markdown(_preview(timestamps, analyses)),
         **usage_facts(usage),
     }
+    # A reply the vision model garbled is a warning of its frame, not a failed stage: say so.
+    warned = [
+        f"{preview_timestamp(t)} {a.facts[WARNING_FACT]}"
+        for t, a in zip(timestamps, analyses, strict=True)
+        if a.facts.get(WARNING_FACT)
+    ]
+    if warned:
+        facts[WARNING_FACT] = f"{len(warned)} of {len(rows)} frames read loosely: " + "; ".join(warned[:5])
     return StageResult("frame_analyses", rows, facts)

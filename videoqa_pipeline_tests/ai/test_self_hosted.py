@@ -291,3 +291,24 @@ def test_replies_of_small_models_are_read_tolerantly(
         assert parsed == {"caption": "A cat sleeping on a sofa.", "labels": [], "visible_text": ""}
     else:
         assert parsed["caption"] is None
+
+
+def test_the_frame_analyses_stage_succeeds_with_a_warning_in_its_metadata(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from videoqa_pipeline.options import ProcessingOptions
+    from videoqa_pipeline.steps.frame_analysis import analyze_keyframes
+    from videoqa_pipeline.storage.blobs import LocalBlobStore
+
+    store = LocalBlobStore(tmp_path)
+    keys = [f"v/keyframes/scene-{i:04d}.jpg" for i in range(2)]
+    for key in keys:
+        store.put_bytes(key, text_frame_jpeg(["S"]))
+    keyframes = pd.DataFrame({"scene_index": [0, 1], "timestamp_seconds": [0.5, 75.4], "blob_key": keys})
+    with OpenAITestServer("llama.cpp") as server:
+        server.vision_reply = "A slide that says S."
+        analyzer = get_frame_analyzer(local_vision(server))
+        result = analyze_keyframes(keyframes, "v", store, lambda: analyzer, ProcessingOptions())
+    assert [row["caption"] for row in result.rows] == ["A slide that says S."] * 2
+    assert result.warning is not None and result.warning.startswith("2 of 2 frames read loosely: 00:00.5 ")
+    assert "01:15.4 the model answered in plain text" in result.warning
