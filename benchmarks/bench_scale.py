@@ -62,6 +62,7 @@ import numpy as np
 import psycopg
 import yaml
 
+from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage.database import Database, DatabaseSettings
 from videoqa_pipeline.storage.embedded import embedded_database_url, release_embedded_database
 from videoqa_pipeline.storage.migrations import hnsw_index_name
@@ -451,8 +452,9 @@ def _replace(column: str) -> str:
     )
 
 
-def build_dagster_history(url: str, dagster_home: Path, count: int) -> float:
-    """Fill an empty instance with ``count`` videos' partitions, runs and events; returns seconds."""
+def build_dagster_history(url: str, dagster_home: Path, count: int, first: int = 0) -> float:
+    """Fill an empty instance with the partitions, runs and events of ``count`` videos from number
+    ``first`` on (the newest of the library when it holds a working set); returns seconds."""
     import dagster as dg
 
     from videoqa_pipeline.defs.jobs import PIPELINE_STAGES
@@ -461,33 +463,33 @@ def build_dagster_history(url: str, dagster_home: Path, count: int) -> float:
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         _store_templates(instance, PIPELINE_STAGES)
     with psycopg.connect(url) as conn:
-        params = {"count": count}
+        params = {"first": first, "last": first + count - 1}
         conn.execute(
             f"""INSERT INTO runs (run_id, snapshot_id, pipeline_name, mode, status, run_body, partition,
                                  partition_set, create_timestamp, update_timestamp, start_time, end_time)
                 SELECT md5('run' || g)::uuid::text, snapshot_id, pipeline_name, mode, status, {_replace("run_body")},
                        'v' || lpad(g::text, 7, '0'), partition_set, create_timestamp, update_timestamp,
                        start_time, end_time
-                FROM runs, generate_series(0, %(count)s - 1) AS g WHERE run_id = '{TEMPLATE_RUN}'""",
+                FROM runs, generate_series(%(first)s::bigint, %(last)s::bigint) AS g WHERE run_id = '{TEMPLATE_RUN}'""",
             params,
         )
         conn.execute(
             f"""INSERT INTO run_tags (run_id, key, value)
                 SELECT md5('run' || g)::uuid::text, key, {_replace("value")}
-                FROM run_tags, generate_series(0, %(count)s - 1) AS g WHERE run_id = '{TEMPLATE_RUN}'""",
+                FROM run_tags, generate_series(%(first)s::bigint, %(last)s::bigint) AS g WHERE run_id = '{TEMPLATE_RUN}'""",
             params,
         )
         conn.execute(
             f"""INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp, step_key, asset_key, partition)
                 SELECT md5('run' || g)::uuid::text, {_replace("event")}, dagster_event_type, timestamp, step_key,
                        asset_key, 'v' || lpad(g::text, 7, '0')
-                FROM generate_series(0, %(count)s - 1) AS g,
+                FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g,
                      LATERAL (SELECT * FROM event_logs WHERE run_id = '{TEMPLATE_RUN}' ORDER BY id) AS template""",
             params,
         )
         conn.execute(
             """INSERT INTO dynamic_partitions (partitions_def_name, partition)
-               SELECT 'videos', 'v' || lpad(g::text, 7, '0') FROM generate_series(0, %(count)s - 1) AS g""",
+               SELECT 'videos', 'v' || lpad(g::text, 7, '0') FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g""",
             params,
         )
         conn.execute(f"DELETE FROM event_logs WHERE run_id = '{TEMPLATE_RUN}'")
@@ -692,6 +694,7 @@ class Environment:
     words: list[str]
     db: Database
     settings_env: dict[str, str]
+    working_set: int
 
 
 def measure_size(env: Environment, count: int, repeats: int, dagster: bool) -> Size:
@@ -712,9 +715,34 @@ def measure_size(env: Environment, count: int, repeats: int, dagster: bool) -> S
     return size
 
 
+#: Videos beyond the working set given to Dagster, and retired by the real code before measuring.
+RETIRED_SAMPLE = 1000
+
+
+def retire_beyond_working_set(dagster_home: Path, db: Database, keep: int, held: int) -> float:
+    """The working-set sensor's pass over a full instance: seconds per 1,000 videos retired."""
+    import dagster as dg
+
+    from videoqa_pipeline.defs.partitions import VIDEOS_PARTITIONS_NAME
+    from videoqa_pipeline.defs.working_set import retire_partitions
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        started = time.perf_counter()
+        result = retire_partitions(instance, db, keep, time_budget=float("inf"))
+        elapsed = time.perf_counter() - started
+        left = len(instance.get_dynamic_partitions(VIDEOS_PARTITIONS_NAME))
+    if len(result.retired) != held - keep or left != keep:
+        raise RuntimeError(f"retirement left {left} partitions of {held} (keep {keep}): {result.summary()}")
+    return elapsed / len(result.retired) * 1000
+
+
 def measure_dagster(env: Environment, count: int) -> dict[str, float]:
     dagster_url = scratch_database(env.admin_url, "bench_dagster")
     dagster_home = Path(tempfile.mkdtemp(prefix="bench-scale-dagster-"))
+    keep = env.working_set
+    # Holding a working set, Dagster has the newest `keep` videos (and a sample beyond it, which
+    # the real retirement removes first); without one, every video of the library.
+    held = min(count, keep + RETIRED_SAMPLE) if keep else count
     try:
         dagster_yaml(dagster_home, dagster_url)
         import dagster as dg
@@ -722,8 +750,13 @@ def measure_dagster(env: Environment, count: int) -> dict[str, float]:
         with dg.DagsterInstance.from_config(str(dagster_home)):
             pass  # creates the schema
         result: dict[str, float] = {
-            "history seconds": build_dagster_history(dagster_url, dagster_home, count)
+            "partitions held": float(min(held, keep) if keep else held),
+            "history seconds": build_dagster_history(dagster_url, dagster_home, held, first=count - held),
         }
+        if keep and held > keep:
+            result["retire seconds per 1k videos"] = retire_beyond_working_set(
+                dagster_home, env.db, keep, held
+            )
         with psycopg.connect(env.url) as conn:
             conn.execute("UPDATE videoqa_jobs SET status = 'cancelled' WHERE status = 'pending'")
         result["sensor function seconds"] = sensor_function_seconds(
@@ -805,6 +838,7 @@ def plan_rows(sizes: list[Size]) -> list[list[object]]:
 
 
 DAGSTER_COLUMNS = (
+    "partitions held",
     "catalog warm",
     "catalog after +1 video",
     "partitions warm",
@@ -824,7 +858,10 @@ def dagster_rows(sizes: list[Size]) -> list[list[object]]:
         for column in DAGSTER_COLUMNS:
             value = size.dagster[column]
             base = measured[0].dagster[column]
-            row.append(f"{value:.2f} ({value / base:.1f}x)" if base else f"{value:.2f}")
+            if column == "partitions held":
+                row.append(f"{value:,.0f}")
+            else:
+                row.append(f"{value:.2f} ({value / base:.1f}x)" if base else f"{value:.2f}")
         rows.append(row)
     return rows
 
@@ -853,7 +890,15 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated video counts")
     parser.add_argument("--million", action="store_true", help="add 1,000,000 videos to --sizes")
-    parser.add_argument("--dagster-max", type=int, default=100_000, help="largest size with the Dagster part")
+    parser.add_argument(
+        "--dagster-max", type=int, default=1_000_000, help="largest size with the Dagster part"
+    )
+    parser.add_argument(
+        "--working-set",
+        type=int,
+        default=Settings.from_env({}).partition_working_set,
+        help="VIDEOQA_PARTITION_WORKING_SET of the run; 0 = every video is a partition (the old design)",
+    )
     parser.add_argument("--repeats", type=int, default=40, help="requests per latency figure")
     parser.add_argument("--artifact", type=Path, default=REPO / "test-artifacts" / "bench-scale.json")
     args = parser.parse_args()
@@ -872,6 +917,7 @@ def main() -> None:
         "VIDEOQA_MAX_QUEUED_RUNS": "10000",
         "JOB_SOURCE_TYPE": "postgres",
         "WORKER_POLL_MS": "1000",
+        "VIDEOQA_PARTITION_WORKING_SET": str(args.working_set),
     }
     try:
         admin_url = embedded_database_url(home)
@@ -888,6 +934,7 @@ def main() -> None:
             invented_words(VOCABULARY),
             db,
             {**settings_env, "DATABASE_URL": url},
+            args.working_set,
         )
         sizes = [measure_size(env, count, args.repeats, count <= args.dagster_max) for count in counts]
         db.close()
