@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -138,6 +139,9 @@ def test_search_endpoint_returns_moments_with_media_urls(base_url: str, corpus: 
     assert best["text"] == FACTS["harbor"][2][0]
     assert best["keyframe_url"] == f"/media/{harbor}/keyframes/scene-0002.jpg"
     assert best["video_url"] == f"/media/{harbor}/normalized/video.mp4"
+    # A relevance a person can read (0-1, the cosine to the query) next to the raw fusion score.
+    assert 0.3 <= best["relevance"] <= 1.0 and best["relevance"] == round(best["similarity"], 3)
+    assert 0.0 < best["score"] < 0.05
     assert len(body["results"]) == 2
     only = httpx.get(f"{base_url}/search", params={"q": "dough", "video": harbor}, timeout=60).json()
     assert {r["video_id"] for r in only["results"]} == {harbor}
@@ -255,6 +259,7 @@ def test_search_page_plays_the_clicked_moment(base_url: str, corpus: Corpus) -> 
                 "img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle()
             )
             assert thumbnail.get_attribute("src") == f"/media/{harbor}/keyframes/scene-0002.jpg"
+            assert re.fullmatch(r"relevance \d{1,3}%", first.locator(".score").text_content() or "")
             first.click()
             page.wait_for_function(
                 "() => { const v = document.getElementById('player');"
