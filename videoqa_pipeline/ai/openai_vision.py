@@ -7,10 +7,11 @@ its frame and the prompt small; requests run in a thread pool bounded by
 
 Small open VLMs behind vLLM, Ollama, llama-server or LM Studio are served too:
 
-* a server that rejects the ``json_schema`` response format with a 4xx (llama-server builds
-  that only know ``json_object``, Ollama before structured outputs) is asked once more without
-  it, and that server and model are remembered for the rest of the process, so later frames do
-  not pay for the rejected request again;
+* a server that rejects the ``json_schema`` response format (an error about the response format:
+  llama-server builds that only know ``json_object``, OpenAI models without structured outputs) is
+  asked once more without it, and that server and model are remembered for the rest of the
+  process, so later frames do not pay for the rejected request again; a server that ignores the
+  format (Ollama before structured outputs) needs nothing: its reply is read tolerantly;
 * replies are parsed tolerantly (:func:`parse_analysis_reply`): JSON inside Markdown fences or
   prose, single quotes, trailing commas, missing fields (defaults), labels as one string; a
   plain-text reply becomes the caption. What could not be read is a warning in the analysis's
@@ -170,17 +171,23 @@ _schema_unsupported: set[tuple[str | None, str]] = set()
 _schema_lock = threading.Lock()
 
 
-def _rejects_schema(error: AIProviderError) -> bool:
-    """True when ``error`` may be the server refusing the response format (retry without it).
+#: Words of the servers' refusals of a response format (llama-server: 'response_format type must be
+#: one of "text" or "json_object"'; OpenAI: "'response_format' of type 'json_schema' is not
+#: supported with this model"; vLLM and others name the schema, the grammar or guided decoding).
+_FORMAT_WORDS = ("response_format", "json_schema", "schema", "structured output", "grammar", "guided")
 
-    A 400 or 422 could have other causes; the retry without the format tells: if it fails too,
-    its error is the one raised. llama-cpp-python answers 500 for json_schema, so a 5xx naming
-    the response format counts as well.
+
+def _rejects_schema(error: AIProviderError) -> bool:
+    """True when ``error`` is the server refusing the JSON-schema response format (retry without it).
+
+    Only a 4xx or 5xx whose message is about the response format counts: a 400 for an invalid
+    image or a context overflow would fail again without the schema, and must fail the frame at
+    once with one request.
     """
-    if error.status_code in (400, 422):
-        return True
+    if error.status_code is None or error.status_code < 400 or error.status_code == 429:
+        return False
     text = str(error).lower()
-    return error.status_code is not None and ("response_format" in text or "json_schema" in text)
+    return any(word in text for word in _FORMAT_WORDS)
 
 
 class OpenAIFrameAnalyzer:

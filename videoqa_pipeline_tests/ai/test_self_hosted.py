@@ -20,7 +20,7 @@ from videoqa_pipeline.ai.openai_vision import OpenAIFrameAnalyzer, parse_analysi
 from videoqa_pipeline.cli import main
 from videoqa_pipeline.settings import Settings
 from videoqa_pipeline_tests.ai.conftest import text_frame_jpeg
-from videoqa_pipeline_tests.ai.openai_test_server import OpenAITestServer, flavoured_error
+from videoqa_pipeline_tests.ai.openai_test_server import OpenAITestServer, error_reply, flavoured_error
 
 SECRET = "sk-test-very-secret-key-9876"
 CHAT = "/v1/chat/completions"
@@ -240,15 +240,41 @@ def test_embeddings_from_a_local_server_need_no_key() -> None:
     assert request.headers["authorization"] == "Bearer no-key-needed"  # the OpenAI key stays home
 
 
-def test_a_400_that_is_not_about_the_schema_is_raised_and_not_remembered() -> None:
+def test_a_400_that_is_not_about_the_schema_fails_at_once_with_one_request() -> None:
     with OpenAITestServer("llama.cpp") as server:
-        too_big = flavoured_error(server.flavour, 400, "the request exceeds the available context size")
-        server.script(CHAT, too_big, too_big)
+        server.script(
+            CHAT, flavoured_error(server.flavour, 400, "the request exceeds the available context size")
+        )
         analyzer = OpenAIFrameAnalyzer(local_vision(server))
         with pytest.raises(AIProviderError, match="exceeds the available context size") as info:
             analyzer.analyze([text_frame_jpeg(["X"])])
-        assert len(server.requests_to(CHAT)) == 2
+        assert len(server.requests_to(CHAT)) == 1
     assert info.value.permanent and analyzer.uses_schema
+
+
+def test_a_model_without_structured_outputs_on_openai_is_asked_again_without_the_schema(
+    api_server: OpenAITestServer,
+) -> None:
+    api_server.script(
+        CHAT,
+        error_reply(
+            400,
+            "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+        ),
+    )
+    config = AIConfig.from_env(
+        {
+            "OPENAI_API_KEY": SECRET,
+            "OPENAI_BASE_URL": api_server.base_url,
+            "VIDEOQA_VISION_MODEL": "gpt-4-turbo",
+        }
+    )
+    analyzer = OpenAIFrameAnalyzer(config)
+    [analysis] = analyzer.analyze([text_frame_jpeg(["X"])]).analyses
+    first, retry = api_server.requests_to(CHAT)
+    assert "response_format" in (first.json or {}) and "response_format" not in (retry.json or {})
+    assert retry.headers["authorization"] == f"Bearer {SECRET}"  # OPENAI_BASE_URL's server gets the key
+    assert analysis.ocr_text == "INVOICE 2024" and not analyzer.uses_schema
 
 
 def test_a_malformed_reply_is_a_warning_not_a_failed_stage() -> None:
