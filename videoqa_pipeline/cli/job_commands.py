@@ -145,12 +145,23 @@ def submit(
     "--status", "status_filter", type=click.Choice(ledger.JOB_STATUSES), help="Only jobs in this status."
 )
 @click.option("--before", "before_id", type=int, help="List the jobs older than this job ID (the next page).")
+@click.option(
+    "--video", "video_id", help="Every job of one video, newest first, and whether Dagster holds it."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(
-    job_id: int | None, limit: int, status_filter: str | None, before_id: int | None, as_json: bool
+    job_id: int | None,
+    limit: int,
+    status_filter: str | None,
+    before_id: int | None,
+    video_id: str | None,
+    as_json: bool,
 ) -> None:
-    """A table of recent jobs, or everything about JOB_ID (with its error)."""
+    """A table of recent jobs, everything about JOB_ID (with its error), or one video's history."""
     database = _database()
+    if video_id is not None:
+        _echo_video(database, video_id, limit, as_json)
+        return
     if job_id is not None:
         job = _job_or_fail(database, job_id)
         if as_json:
@@ -182,6 +193,42 @@ def status(
     if len(jobs) == limit:
         where = f" --status {status_filter}" if status_filter else ""
         click.echo(f"older jobs: videoqa status{where} --before {jobs[-1].id}")
+
+
+def _echo_video(database: Database, video_id: str, limit: int, as_json: bool) -> None:
+    """One video's jobs (its lineage in the ledger, whether or not Dagster still holds its runs)."""
+    jobs = ledger.jobs_for_video(database, video_id, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_as_dict(job) for job in jobs], indent=2, default=str))
+        return
+    if not jobs:
+        raise click.ClickException(f"no job for video {video_id!r} in the ledger")
+    click.echo(f"{'job':>6}  {'status':<9}  {'from':<16}  {'try':>3}  {'finished':<9}  run / error")
+    for job in jobs:
+        detail = job.error if job.status == "failed" and job.error else (job.run_id or "-")
+        click.echo(
+            f"{job.id:>6}  {job.status:<9}  {job.from_stage or 'source_video':<16}  {job.attempts:>3}  "
+            f"{_age(job.finished_at):<9}  {detail[:90]}"
+        )
+    click.echo(_partition_line(video_id))
+
+
+def _partition_line(video_id: str) -> str:
+    """Whether the video is in Dagster's partition working set (its runs and lineage in the UI)."""
+    from videoqa_pipeline.defs.partitions import VIDEOS_PARTITIONS_NAME
+    from videoqa_pipeline.runner import open_instance
+
+    try:
+        with open_instance(load_settings()) as instance:
+            held = instance.has_dynamic_partition(VIDEOS_PARTITIONS_NAME, video_id)
+    except Exception as error:  # any failure to read the instance: the ledger's answer stands without it
+        return f"Dagster instance not readable here ({type(error).__name__}): partition unknown"
+    if held:
+        return "partition: in Dagster (runs and lineage in the UI)"
+    return (
+        "partition: not in Dagster (retired beyond VIDEOQA_PARTITION_WORKING_SET, or not run yet); "
+        f"its results stay in the tables, `videoqa reprocess {video_id}` brings it back"
+    )
 
 
 def _echo_schedulers(database: Database) -> None:

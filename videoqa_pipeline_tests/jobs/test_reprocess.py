@@ -13,7 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from videoqa_pipeline.cli import main
+from videoqa_pipeline.defs.partitions import VIDEOS_PARTITIONS_NAME
 from videoqa_pipeline.defs.reprocess_videos import reprocess_videos
+from videoqa_pipeline.runner import open_instance
+from videoqa_pipeline.settings import Settings
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.reprocess import SelectionError, VideoSelection, count_selected, queue_selected
 from videoqa_pipeline_tests.jobs.conftest import LedgerDatabase
@@ -130,6 +133,22 @@ def test_the_cli_counts_queues_and_keeps_the_single_video_form(
     assert nothing.output == "0 video(s) selected\n"
     empty = runner.invoke(main, ["reprocess"], env=env)
     assert empty.exit_code == 2 and "name the videos" in empty.output
+
+    # One video's history comes from the ledger, with whether Dagster still holds its partition.
+    history = runner.invoke(main, ["status", "--video", "ad-2"], env=env, catch_exceptions=False).output
+    lines = history.splitlines()
+    assert (
+        lines[1].split()[1:3] == ["pending", "transcript"]
+        and "succeeded" in lines[2]
+        and "succeeded" in lines[3]
+    )
+    assert "partition: not in Dagster" in lines[-1] and "videoqa reprocess ad-2" in lines[-1]
+    with open_instance(Settings.from_env(env)) as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITIONS_NAME, ["ad-2"])
+    history = runner.invoke(main, ["status", "--video", "ad-2"], env=env, catch_exceptions=False).output
+    assert history.splitlines()[-1] == "partition: in Dagster (runs and lineage in the UI)"
+    unknown = runner.invoke(main, ["status", "--video", "never-seen"], env=env)
+    assert unknown.exit_code == 1 and "no job for video 'never-seen'" in unknown.output
 
 
 def test_the_ui_job_queues_a_model_change_once_per_launch(embedded_db: LedgerDatabase) -> None:
