@@ -120,6 +120,13 @@ def retire_page(
             deleted += 1
         instance.delete_dynamic_partition(VIDEOS_PARTITIONS_NAME, key)
         retired.append(key)
+    # A job the job sensor claimed for one of these videos while they were being retired: the
+    # sensor's add request may have come before the delete, so the partition goes back.
+    claimed = ledger.videos_with_active_jobs(database, retired)
+    if claimed:
+        instance.add_dynamic_partitions(VIDEOS_PARTITIONS_NAME, sorted(claimed))
+        retired = [key for key in retired if key not in claimed]
+        busy |= claimed
     return retired, sorted(busy & set(keys)), deleted
 
 
