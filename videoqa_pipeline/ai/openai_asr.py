@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from videoqa_pipeline.ai.audio import cut_wav, detect_silences, plan_chunks, to_wav, wav_duration
-from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig
+from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig, is_openai_endpoint
 from videoqa_pipeline.ai.errors import AIProviderError
 from videoqa_pipeline.ai.openai_client import Endpoint, call_api, make_client
 from videoqa_pipeline.ai.pricing import estimate_cost
@@ -69,6 +69,7 @@ class OpenAITranscriber:
         self._config = config
         self._client = make_client(config, "transcription")
         self._endpoint = Endpoint.of(config, "transcription")
+        self._priced = is_openai_endpoint(config.base_url_for("transcription"))
         self.model_name = config.asr_model or DEFAULT_OPENAI_MODELS["transcription"]
         self.max_upload_bytes = max_upload_bytes
 
@@ -177,7 +178,7 @@ class OpenAITranscriber:
                 )
             if text:
                 segments.append(TranscriptSegment(offset, offset + duration, text, tuple(words)))
-        cost = estimate_cost(self._config.prices, self.model_name, audio_seconds=duration)
+        cost = estimate_cost(self._config.prices, self.model_name, audio_seconds=duration, warn=self._priced)
         logger.debug("Transcribed %s via API in %.2fs", path.name, time.perf_counter() - started)
         usage = Usage(requests=1, audio_seconds=duration, cost_usd=cost)
         return segments, language_code(_field(response, "language")) or language, duration, usage

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig
+from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig, is_openai_endpoint
 from videoqa_pipeline.ai.errors import AIProviderError
 from videoqa_pipeline.ai.openai_client import Endpoint, call_api, make_client
 from videoqa_pipeline.ai.pricing import estimate_cost
@@ -56,6 +56,7 @@ class OpenAIEmbedder:
         self._config = config
         self._client = make_client(config, "embedding")
         self._endpoint = Endpoint.of(config, "embedding")
+        self._priced = is_openai_endpoint(config.base_url_for("embedding"))
         self.model_name = config.embed_model or DEFAULT_OPENAI_MODELS["embedding"]
         self._dimension: int | None = KNOWN_DIMENSIONS.get(self.model_name)
         self.max_inputs_per_request = MAX_INPUTS_PER_REQUEST
@@ -109,7 +110,9 @@ class OpenAIEmbedder:
             usage += Usage(
                 requests=1,
                 input_tokens=tokens,
-                cost_usd=estimate_cost(self._config.prices, self.model_name, input_tokens=tokens),
+                cost_usd=estimate_cost(
+                    self._config.prices, self.model_name, input_tokens=tokens, warn=self._priced
+                ),
             )
         vectors = np.vstack([row for row in rows if row is not None]).astype(np.float32)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig
+from videoqa_pipeline.ai.config import DEFAULT_OPENAI_MODELS, AIConfig, is_openai_endpoint
 from videoqa_pipeline.ai.errors import AIProviderError
 from videoqa_pipeline.ai.openai_client import Endpoint, call_api, make_client
 from videoqa_pipeline.ai.pricing import estimate_cost
@@ -204,6 +204,7 @@ class OpenAIFrameAnalyzer:
         self._config = config
         self._client = make_client(config, "vision")
         self._endpoint = Endpoint.of(config, "vision")
+        self._priced = is_openai_endpoint(config.base_url_for("vision"))
         self._base_url = config.base_url_for("vision")
         self.model_name = config.vision_model or DEFAULT_OPENAI_MODELS["vision"]
         self._detail = detail
@@ -290,6 +291,7 @@ class OpenAIFrameAnalyzer:
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 images=1,
+                warn=self._priced,
             ),
         )
         if warning:

@@ -1,7 +1,8 @@
 """Estimated cost of OpenAI calls, from a price table that users can override.
 
 The default table holds OpenAI's published list prices as of 2025-06 (USD). Prices change:
-override or extend it with ``VIDEOQA_OPENAI_PRICES``, a JSON object such as
+override or extend it with ``VIDEOQA_OPENAI_PRICES`` (a self-hosted server's models can be priced
+there too, e.g. to account for GPU time), a JSON object such as
 ``{"gpt-4o-mini": {"input_per_1m_tokens": 0.15, "output_per_1m_tokens": 0.6}}``. Entries are
 merged per model, so overriding one field keeps the others. Models missing from the table
 cost 0.0 and are logged once, so an unknown model never breaks a run.
@@ -56,6 +57,7 @@ def estimate_cost(
     input_tokens: int = 0,
     output_tokens: int = 0,
     images: int = 0,
+    warn: bool = True,
 ) -> float:
     """Estimate the USD cost of a call to ``model``.
 
@@ -66,13 +68,15 @@ def estimate_cost(
         input_tokens: Prompt tokens reported by the API.
         output_tokens: Completion tokens reported by the API.
         images: Images sent (only priced when the table has ``per_image``).
+        warn: Log once when ``model`` has no price. False for a self-hosted server, whose calls
+            cost nothing per token: its model missing from the table is expected, not news.
 
     Returns:
         The estimated cost in USD, 0.0 when the model is not in the table.
     """
     entry = prices.get(model)
     if entry is None:
-        if model not in _warned_models:
+        if warn and model not in _warned_models:
             _warned_models.add(model)
             logger.warning(
                 "No price for model %r in the price table (dated %s); its cost is reported as 0. "

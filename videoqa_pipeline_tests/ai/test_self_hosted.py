@@ -225,7 +225,7 @@ def test_servers_without_transcription_say_so(flavour: str, said: str, speech_wa
     assert said in str(info.value) and "local provider" in str(info.value)
 
 
-def test_embeddings_from_a_local_server_need_no_key() -> None:
+def test_embeddings_from_a_local_server_need_no_key(caplog: pytest.LogCaptureFixture) -> None:
     with OpenAITestServer("ollama", models={"nomic-embed-text"}) as server:
         config = AIConfig.from_env(
             {
@@ -238,6 +238,8 @@ def test_embeddings_from_a_local_server_need_no_key() -> None:
         [request] = server.requests_to("/v1/embeddings")
     assert batch.vectors.shape == (2, 1536) and batch.model == "nomic-embed-text"
     assert request.headers["authorization"] == "Bearer no-key-needed"  # the OpenAI key stays home
+    # A self-hosted model has no price and needs none: no "add it to the price table" warning.
+    assert batch.usage.cost_usd == 0.0 and "No price" not in caplog.text
 
 
 def test_a_400_that_is_not_about_the_schema_fails_at_once_with_one_request() -> None:
