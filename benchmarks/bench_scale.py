@@ -123,7 +123,7 @@ LEDGER_SQL = """
 INSERT INTO videoqa_jobs (id, video_id, source_uri, source_kind, status, attempts, run_id, error,
                           failed_step, transient, step_seconds, created_at, queued_at, started_at,
                           finished_at, updated_at)
-SELECT g, s.video, %(source)s, 'postgres', s.status,
+SELECT g, s.video, 's3://bench/c' || (g %% 1000) || '/' || g || '.mp4', 'postgres', s.status,
        CASE WHEN s.status = 'pending' THEN 0 ELSE 1 END,
        CASE WHEN s.status = 'pending' THEN NULL ELSE md5('run' || g)::uuid::text END,
        CASE WHEN s.status = 'failed' THEN 'normalized_video: ffmpeg could not decode the stream' END,
@@ -173,7 +173,7 @@ CROSS JOIN LATERAL (SELECT string_agg((%(words)s::text[])[1 + floor(power(random
 """
 
 
-def build_library(db: Database, count: int, model: str, source: Path, words: list[str]) -> dict[str, float]:
+def build_library(db: Database, count: int, model: str, words: list[str]) -> dict[str, float]:
     """Empty the tables and fill them for ``count`` videos; returns seconds per phase."""
     timings: dict[str, float] = {}
     with db.connection() as conn:
@@ -186,7 +186,7 @@ def build_library(db: Database, count: int, model: str, source: Path, words: lis
         conn.commit()
         _load_vector_pool(conn)
         started = time.perf_counter()
-        conn.execute(LEDGER_SQL, {"count": count, "pending": max(1, count // 1000), "source": str(source)})
+        conn.execute(LEDGER_SQL, {"count": count, "pending": max(1, count // 1000)})
         conn.execute("SELECT setval(pg_get_serial_sequence('videoqa_jobs', 'id'), %s)", (count,))
         conn.commit()
         timings["ledger"] = time.perf_counter() - started
@@ -680,6 +680,7 @@ class Size:
     build: dict[str, float] = field(default_factory=dict)
     service: dict[str, tuple[float, float]] = field(default_factory=dict)
     status_seconds: float = 0.0
+    selections: dict[str, tuple[int, float]] = field(default_factory=dict)
     plans: list[dict[str, Any]] = field(default_factory=list)
     dagster: dict[str, float] = field(default_factory=dict)
 
@@ -699,7 +700,7 @@ class Environment:
 
 def measure_size(env: Environment, count: int, repeats: int, dagster: bool) -> Size:
     size = Size(count)
-    size.build = build_library(env.db, count, env.model, env.source, env.words)
+    size.build = build_library(env.db, count, env.model, env.words)
     print(f"  {count:>8} videos: library built {size.build}", flush=True)
     size.plans = hot_path_plans(env.db, env.settings_env, env.words)
     with videoqa_service(env.url, env.home) as base:
@@ -708,11 +709,33 @@ def measure_size(env: Environment, count: int, repeats: int, dagster: bool) -> S
         for name, paths in search_paths(env.words, count).items():
             size.service[name] = time_paths(base, paths, repeats)
     size.status_seconds = time_status_command(env.url, env.home)
-    print(f"           service {size.service}, videoqa status {size.status_seconds:.2f} s", flush=True)
+    size.selections = time_selections(env.db, env.model)
+    print(
+        f"           service {size.service}, videoqa status {size.status_seconds:.2f} s, "
+        f"selections {size.selections}",
+        flush=True,
+    )
     if dagster:
         size.dagster = measure_dagster(env, count)
         print(f"           dagster {size.dagster}", flush=True)
     return size
+
+
+def time_selections(db: Database, model: str) -> dict[str, tuple[int, float]]:
+    """`videoqa reprocess --dry-run` selections over the whole library: (videos, seconds)."""
+    from videoqa_pipeline.storage.reprocess import VideoSelection, count_selected
+
+    selections = {
+        "every video": VideoSelection(every_video=True),
+        "a collection (1 in 1,000 sources)": VideoSelection(source_prefix="s3://bench/c7/"),
+        "stale embeddings": VideoSelection(embedding_model_other_than=model + "-previous"),
+    }
+    timed: dict[str, tuple[int, float]] = {}
+    for name, selection in selections.items():
+        started = time.perf_counter()
+        videos = count_selected(db, selection)
+        timed[name] = (videos, time.perf_counter() - started)
+    return timed
 
 
 #: Videos beyond the working set given to Dagster, and retired by the real code before measuring.
@@ -798,6 +821,16 @@ def service_rows(sizes: list[Size]) -> list[list[object]]:
         for name, (p50, p95) in size.service.items():
             ratio = p95 / base.service[name][1]
             rows.append([f"{size.count:,}", name, f"{p50:.1f}", f"{p95:.1f}", f"{ratio:.2f}"])
+        for name, (videos, seconds) in size.selections.items():
+            rows.append(
+                [
+                    f"{size.count:,}",
+                    f"reprocess --dry-run, {name}: {videos:,} videos",
+                    f"{seconds * 1000:.0f}",
+                    "",
+                    "",
+                ]
+            )
         ratio = size.status_seconds / base.status_seconds
         rows.append(
             [

@@ -35,6 +35,17 @@ WHERE (%(prefix)s::text IS NULL OR starts_with(latest.source_uri, %(prefix)s))
 """
 
 
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL can compare ``text`` at all (no NUL, valid UTF-8)."""
+    if "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class SelectionError(ValueError):
     """A selection that names nothing, or would reach the metadata tables where they are not."""
 
@@ -75,6 +86,11 @@ class VideoSelection:
                 "name the videos to process again (video IDs, a source prefix, a time window or an "
                 "embedding model), or say every video explicitly"
             )
+        for name, text in (("source prefix", self.source_prefix), *(("video ID", v) for v in self.video_ids)):
+            if text is not None and not _storable(text):
+                raise SelectionError(
+                    f"the {name} {text!r} holds a NUL or a lone surrogate, which no video has"
+                )
         if self.finished_after and self.finished_before and self.finished_after >= self.finished_before:
             raise SelectionError(
                 f"the window is empty: {self.finished_after.isoformat()} is not before "

@@ -100,6 +100,8 @@ def test_filters_select_by_collection_window_and_model_and_a_batch_queues_once(
     [
         (VideoSelection(), "name the videos"),
         (VideoSelection(finished_after=NOW, finished_before=NOW), "the window is empty"),
+        (VideoSelection(source_prefix="s3://a\0b"), "holds a NUL or a lone surrogate"),
+        (VideoSelection(video_ids=("ok", "bad\ud800")), "holds a NUL or a lone surrogate"),
     ],
 )
 def test_a_selection_that_names_nothing_is_refused(
