@@ -19,6 +19,8 @@ Environment variables:
     VIDEOQA_ASK_PROVIDER / VIDEOQA_ASK_MODEL: who writes ``videoqa ask`` answers (``local``:
         extractive; ``openai``: a chat model). ``VIDEOQA_CHAT_MODEL`` is the older name of
         ``VIDEOQA_ASK_MODEL`` and still works. Unset, ``openai`` when ``OPENAI_API_KEY`` is set.
+    VIDEOQA_ASR_API_KEY / VIDEOQA_VISION_API_KEY / VIDEOQA_EMBED_API_KEY / VIDEOQA_ASK_API_KEY:
+        the key of one protocol's own server, for servers started with ``--api-key``.
     VIDEOQA_MODEL_CACHE: directory where models shipped in parts are joined once (default
         ``~/.cache/videoqa/models``, or the temporary directory when that is not writable).
     OPENAI_API_KEY, OPENAI_BASE_URL: credentials and endpoint (any compatible server). The key
@@ -144,6 +146,8 @@ class AIConfig:
         ask_base_url: Chat server of ``videoqa ask`` (``None`` = ``openai_base_url``).
         ask_provider: ``"local"`` (extractive answers) or ``"openai"`` (a chat model).
         ask_model: Chat model of answers; ``None`` = ``gpt-4o-mini``.
+        asr_api_key / vision_api_key / embed_api_key / ask_api_key: The key of one protocol's
+            own server (a vLLM or llama-server started with ``--api-key``); never printed.
         openai_max_retries: Retries of 429/5xx/connection errors inside the SDK.
         openai_timeout: Seconds per HTTP request.
         openai_max_concurrency: Parallel requests per process (vision).
@@ -165,6 +169,10 @@ class AIConfig:
     ask_base_url: str | None = None
     ask_provider: str = "local"
     ask_model: str | None = None
+    asr_api_key: str | None = field(default=None, repr=False)
+    vision_api_key: str | None = field(default=None, repr=False)
+    embed_api_key: str | None = field(default=None, repr=False)
+    ask_api_key: str | None = field(default=None, repr=False)
     openai_max_retries: int = 3
     openai_timeout: float = 120.0
     openai_max_concurrency: int = 4
@@ -234,6 +242,10 @@ class AIConfig:
             # Answers never followed VIDEOQA_AI_PROVIDER: an API key alone switches them to chat.
             ask_provider=provider("ask", default_provider),
             ask_model=text("VIDEOQA_ASK_MODEL") or text("VIDEOQA_CHAT_MODEL"),
+            asr_api_key=text("VIDEOQA_ASR_API_KEY"),
+            vision_api_key=text("VIDEOQA_VISION_API_KEY"),
+            embed_api_key=text("VIDEOQA_EMBED_API_KEY"),
+            ask_api_key=text("VIDEOQA_ASK_API_KEY"),
             openai_max_retries=number("VIDEOQA_OPENAI_MAX_RETRIES", 3, integer=True, minimum=0),
             openai_timeout=float(number("VIDEOQA_OPENAI_TIMEOUT", 120.0, integer=False, minimum=0.1)),
             openai_max_concurrency=number("VIDEOQA_OPENAI_MAX_CONCURRENCY", 4, integer=True, minimum=1),
@@ -276,13 +288,26 @@ class AIConfig:
         """The server ``protocol`` talks to: its own base URL, else ``OPENAI_BASE_URL``; None = OpenAI."""
         return self.own_base_url(protocol) or self.openai_base_url
 
+    def own_api_key(self, protocol: str) -> str | None:
+        """The key set for ``protocol``'s server alone (``VIDEOQA_*_API_KEY``), or None."""
+        return {
+            "transcription": self.asr_api_key,
+            "vision": self.vision_api_key,
+            "embedding": self.embed_api_key,
+            "ask": self.ask_api_key,
+        }[protocol]
+
     def api_key_for(self, protocol: str) -> str | None:
         """The API key ``protocol`` sends, or None when its server gets a placeholder.
 
-        ``OPENAI_API_KEY`` goes to OpenAI and to the server of ``OPENAI_BASE_URL`` (as it always
-        did), never to a server only a per-protocol base URL names: a local vision server must
-        not receive the key the transcription calls to OpenAI use.
+        The protocol's own key (``VIDEOQA_*_API_KEY``) when set. Otherwise ``OPENAI_API_KEY`` goes
+        to OpenAI and to the server of ``OPENAI_BASE_URL`` (as it always did), never to a server
+        only a per-protocol base URL names: a local vision server must not receive the key the
+        transcription calls to OpenAI use.
         """
+        own = self.own_api_key(protocol)
+        if own:
+            return own
         url = self.base_url_for(protocol)
         if is_openai_endpoint(url) or _origin(url) == _origin(self.openai_base_url):
             return self.openai_api_key
@@ -325,7 +350,7 @@ class AIConfig:
                 )
             elif (
                 provider == "openai"
-                and not self.openai_api_key
+                and not self.api_key_for(protocol)
                 and is_openai_endpoint(self.base_url_for(protocol))
             ):
                 keyless.append(protocol)
@@ -341,7 +366,9 @@ class AIConfig:
         """Where ``protocol``'s requests go, and with which key, for display (no secret)."""
         url = self.base_url_for(protocol)
         shown = shown_url(url) if url else f"{OPENAI_API_URL} (default)"
-        if self.api_key_for(protocol):
+        if self.own_api_key(protocol):
+            key = ENV_NAMES[protocol][2].replace("_BASE_URL", "_API_KEY")
+        elif self.api_key_for(protocol):
             key = "OPENAI_API_KEY"
         elif is_openai_endpoint(url):
             key = "no API key: OPENAI_API_KEY is unset"

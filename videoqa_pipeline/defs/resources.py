@@ -118,6 +118,10 @@ class AIResource(dg.ConfigurableResource):
     ask_base_url: str | None = None
     ask_provider: str = "local"
     ask_model: str | None = None
+    asr_api_key: str | None = None
+    vision_api_key: str | None = None
+    embed_api_key: str | None = None
+    ask_api_key: str | None = None
     openai_max_retries: int = 3
     openai_timeout: float = 120.0
     openai_max_concurrency: int = 4
@@ -127,14 +131,16 @@ class AIResource(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings, secret_as_env_var: bool = True) -> AIResource:
         ai = settings.ai
         values = {name: getattr(ai, name) for name in _AI_FIELDS}
-        key = ai.openai_api_key
-        if key and secret_as_env_var:
-            key = dg.EnvVar("OPENAI_API_KEY")
-        return cls(**values, openai_api_key=key, prices_json=json.dumps(ai.prices, sort_keys=True))
+        keys = {field: getattr(ai, field) for field in _AI_KEYS}
+        if secret_as_env_var:
+            keys = {
+                field: dg.EnvVar(variable) if keys[field] else None for field, variable in _AI_KEYS.items()
+            }
+        return cls(**values, **keys, prices_json=json.dumps(ai.prices, sort_keys=True))
 
     def config(self) -> AIConfig:
-        values = {name: getattr(self, name) for name in _AI_FIELDS}
-        return AIConfig(**values, openai_api_key=self.openai_api_key, prices=json.loads(self.prices_json))
+        values = {name: getattr(self, name) for name in (*_AI_FIELDS, *_AI_KEYS)}
+        return AIConfig(**values, prices=json.loads(self.prices_json))
 
     def transcriber(self) -> Transcriber:
         return get_transcriber(self.config())
@@ -146,7 +152,17 @@ class AIResource(dg.ConfigurableResource):
         return get_embedder(self.config())
 
 
-#: AIConfig's settings that AIResource carries field for field (the key and prices apart).
+#: AIConfig's API keys, by the variable each is read from: secrets, so AIResource built from
+#: settings holds ``EnvVar`` references to them, resolved only inside the run.
+_AI_KEYS = {
+    "openai_api_key": "OPENAI_API_KEY",
+    "asr_api_key": "VIDEOQA_ASR_API_KEY",
+    "vision_api_key": "VIDEOQA_VISION_API_KEY",
+    "embed_api_key": "VIDEOQA_EMBED_API_KEY",
+    "ask_api_key": "VIDEOQA_ASK_API_KEY",
+}
+
+#: AIConfig's settings that AIResource carries field for field (the keys and prices apart).
 _AI_FIELDS = (
     "transcription_provider",
     "vision_provider",

@@ -94,6 +94,16 @@ def test_the_openai_key_goes_only_to_openai_and_to_openai_base_urls_server() -> 
     assert config.api_key_for("vision") is None  # another server never sees it
 
 
+def test_a_server_started_with_its_own_key_gets_that_key() -> None:
+    with OpenAITestServer("vllm", models={"m"}) as server:
+        config = local_vision(server, "m", OPENAI_API_KEY=SECRET, VIDEOQA_VISION_API_KEY="vllm-key-0001")
+        get_frame_analyzer(config).analyze([text_frame_jpeg(["X"])])
+        [request] = server.requests_to(CHAT)
+    assert request.headers["authorization"] == "Bearer vllm-key-0001"
+    assert config.describe()["vision_endpoint"].endswith("(VIDEOQA_VISION_API_KEY)")
+    assert "vllm-key-0001" not in repr(config) and "vllm-key-0001" not in json.dumps(config.describe())
+
+
 def test_ask_model_and_its_older_name() -> None:
     assert AIConfig.from_env({"VIDEOQA_CHAT_MODEL": "gpt-x"}).ask_model == "gpt-x"
     both = AIConfig.from_env({"VIDEOQA_CHAT_MODEL": "gpt-x", "VIDEOQA_ASK_MODEL": "qwen2.5:7b"})
@@ -151,10 +161,12 @@ def test_the_dagster_resource_carries_the_per_protocol_settings() -> None:
         "VIDEOQA_EMBED_BASE_URL": "http://127.0.0.1:8002/v1",
         "VIDEOQA_ASK_BASE_URL": "http://127.0.0.1:8003/v1",
         "VIDEOQA_ASK_MODEL": "qwen2.5:7b",
+        "VIDEOQA_VISION_API_KEY": "vision-secret-0001",
     }
     settings = Settings.from_env(env)
     assert AIResource.from_settings(settings, secret_as_env_var=False).config() == settings.ai
-    assert SECRET not in repr(AIResource.from_settings(settings).model_dump())
+    shown = repr(AIResource.from_settings(settings).model_dump())
+    assert SECRET not in shown and "vision-secret-0001" not in shown  # EnvVar references, resolved in the run
 
 
 # --- the servers ----------------------------------------------------------------------------
