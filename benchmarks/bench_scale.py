@@ -4,7 +4,8 @@ Run from the repository root::
 
     python -m benchmarks.bench_scale                          # 1k, 10k, 100k videos (about 20 min)
     python -m benchmarks.bench_scale --sizes 1000,10000       # quicker
-    python -m benchmarks.bench_scale --million                # adds 1M (ledger, search, service only)
+    python -m benchmarks.bench_scale --million                # adds 1M
+    python -m benchmarks.bench_scale --working-set 0          # every video a partition (the old design)
 
 For each N the library is built from scratch with bulk SQL (``INSERT ... SELECT
 generate_series``), in an embedded PostgreSQL with pgvector:
@@ -15,13 +16,16 @@ generate_series``), in an embedded PostgreSQL with pgvector:
 * N ``videoqa_embeddings`` (10 items per video over N/10 videos: unit vectors of dimension 384,
   each the normalized sum of two of 2,000 random unit vectors, texts of 12 words drawn with a
   skew from 2,000 invented words) and N ``videoqa_keyframes``; HNSW and GIN built after loading;
-* a Dagster instance on PostgreSQL storage (``dagster-postgres``): N dynamic partitions of
-  ``videos``, one successful run per video (with the job sensor's tags), and per asset and
-  partition one ``ASSET_MATERIALIZATION_PLANNED`` and one ``ASSET_MATERIALIZATION`` event, copied
-  from events stored by Dagster's own API (templates whose run ID and partition are replaced).
+* a Dagster instance on PostgreSQL storage (``dagster-postgres``) holding what the partition working
+  set leaves there: the newest ``--working-set`` videos (and 1,000 more, which the real retirement
+  then removes, timed), or all N with ``--working-set 0``: their dynamic partitions of ``videos``,
+  one successful run per video (with the job sensor's tags), and per asset and partition one
+  ``ASSET_MATERIALIZATION_PLANNED`` and one ``ASSET_MATERIALIZATION`` event, copied from events
+  stored by Dagster's own API (templates whose run ID and partition are replaced).
 
 Then it measures, with the 1k figures (the smallest size) as the baseline of the ratios:
 
+* ``videoqa reprocess --dry-run`` selections (the whole library, one collection, stale embeddings);
 * ``/stats``, ``/jobs/peek`` and ``GET /search`` (hybrid; with a ``video`` filter; with a time
   range) p50/p95 through ``videoqa serve`` on loopback, and ``videoqa status`` as a command;
 * every SQL statement those make, replayed under ``EXPLAIN (ANALYZE, BUFFERS)``: its time and
@@ -33,8 +37,9 @@ Then it measures, with the 1k figures (the smallest size) as the baseline of the
   jobs, then the same 50 jobs through the daemon of ``dagster dev``: the tick's duration (from
   Dagster's tick record), runs created per second, and new PostgreSQL connections during it.
 
-``--dagster-max`` (100k by default) bounds the sizes that get the Dagster part (7 million events
-at 1M do not fit this machine's time budget). Talks to 127.0.0.1 and Unix sockets only.
+``--dagster-max`` bounds the sizes that get the Dagster part (with ``--working-set 0``, 7 million
+events at 1M do not fit this machine's time budget: use 100000). Talks to 127.0.0.1 and Unix
+sockets only.
 """
 
 from __future__ import annotations
