@@ -7,11 +7,14 @@ its frame and the prompt small; requests run in a thread pool bounded by
 
 Small open VLMs behind vLLM, Ollama, llama-server or LM Studio are served too:
 
-* a server that rejects the ``json_schema`` response format (an error about the response format:
-  llama-server builds that only know ``json_object``, OpenAI models without structured outputs) is
-  asked once more without it, and that server and model are remembered for the rest of the
-  process, so later frames do not pay for the rejected request again; a server that ignores the
-  format (Ollama before structured outputs) needs nothing: its reply is read tolerantly;
+* a self-hosted server's replies are bounded (``max_tokens``): a small model without a grammar
+  may otherwise repeat itself until its context is full;
+* a server that refuses one of those optional parameters (an error naming it: llama-server builds
+  that only know ``json_object``, OpenAI models without structured outputs, a gateway to a model
+  that only takes ``max_completion_tokens``) is asked once more without it, and that server and
+  model are remembered for the rest of the process, so later frames do not pay for the refused
+  request again; a server that ignores the format (Ollama before structured outputs) needs
+  nothing: its reply is read tolerantly;
 * replies are parsed tolerantly (:func:`parse_analysis_reply`): JSON inside Markdown fences or
   prose, single quotes, trailing commas, missing fields (defaults), labels as one string; a
   plain-text reply becomes the caption. What could not be read is a warning in the analysis's
@@ -26,7 +29,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -97,6 +100,10 @@ _LABEL_KEYS = ("labels", "tags", "objects", "keywords")
 _TEXT_KEYS = ("visible_text", "text", "ocr_text", "ocr", "on_screen_text")
 #: Longest plain-text reply kept as a caption.
 MAX_CAPTION_CHARS = 500
+#: Most tokens a self-hosted model may write about one frame: small VLMs without a grammar
+#: sometimes repeat themselves until the context is full (llama-server's default has no limit).
+#: OpenAI's own models are left alone (its newer models refuse ``max_tokens``).
+MAX_REPLY_TOKENS = 600
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -165,11 +172,10 @@ def parse_analysis_reply(content: str | None) -> tuple[dict[str, Any], str | Non
     return fields, warning
 
 
-#: (base URL, model) pairs whose server rejected the ``json_schema`` response format in this
-#: process: later frames go without it at once.
-_schema_unsupported: set[tuple[str | None, str]] = set()
-_schema_lock = threading.Lock()
-
+#: Optional request parameters each (base URL, model) refused in this process: later frames go
+#: without them at once.
+_refused_by_server: dict[tuple[str | None, str], set[str]] = {}
+_refused_lock = threading.Lock()
 
 #: Words of the servers' refusals of a response format (llama-server: 'response_format type must be
 #: one of "text" or "json_object"'; OpenAI: "'response_format' of type 'json_schema' is not
@@ -177,17 +183,23 @@ _schema_lock = threading.Lock()
 _FORMAT_WORDS = ("response_format", "json_schema", "schema", "structured output", "grammar", "guided")
 
 
-def _rejects_schema(error: AIProviderError) -> bool:
-    """True when ``error`` is the server refusing the JSON-schema response format (retry without it).
+def refused_parameters(error: AIProviderError, sent: Mapping[str, Any]) -> set[str]:
+    """The optional parameters among ``sent`` that ``error`` says the server refuses.
 
-    Only a 4xx or 5xx whose message is about the response format counts: a 400 for an invalid
-    image or a context overflow would fail again without the schema, and must fail the frame at
-    once with one request.
+    Only an HTTP error whose message names one counts: a 400 for an invalid image or a context
+    overflow would fail again without them, and must fail the frame at once with one request.
+    ``max_tokens`` is refused by gateways to models that only take ``max_completion_tokens``;
+    the response format by servers without structured outputs.
     """
     if error.status_code is None or error.status_code < 400 or error.status_code == 429:
-        return False
+        return set()
     text = str(error).lower()
-    return any(word in text for word in _FORMAT_WORDS)
+    refused = set()
+    if "max_tokens" in sent and "max_tokens" in text:
+        refused.add("max_tokens")
+    if "response_format" in sent and any(word in text for word in _FORMAT_WORDS):
+        refused.add("response_format")
+    return refused
 
 
 class OpenAIFrameAnalyzer:
@@ -229,14 +241,25 @@ class OpenAIFrameAnalyzer:
     @property
     def uses_schema(self) -> bool:
         """Whether requests still ask for the ``json_schema`` response format."""
-        with _schema_lock:
-            return (self._base_url, self.model_name) not in _schema_unsupported
+        return "response_format" not in self._refused()
+
+    def _refused(self) -> set[str]:
+        with _refused_lock:
+            return set(_refused_by_server.get((self._base_url, self.model_name), ()))
+
+    def _optional_parameters(self) -> dict[str, Any]:
+        """The JSON schema, and for a self-hosted server a bound on a small model that would
+        ramble on; less what this server refused before."""
+        refused = self._refused()
+        wanted: dict[str, Any] = {"response_format": RESPONSE_FORMAT}
+        if not self._priced:
+            wanted["max_tokens"] = MAX_REPLY_TOKENS
+        return {name: value for name, value in wanted.items() if name not in refused}
 
     def _complete(self, what: str, messages: list[dict[str, Any]]) -> Any:
-        """One chat completion, with the JSON schema unless this server is known to reject it."""
+        """One chat completion; asked once more without the optional parameters the server refuses."""
 
-        def create(with_schema: bool) -> Any:
-            extra: dict[str, Any] = {"response_format": RESPONSE_FORMAT} if with_schema else {}
+        def create(extra: dict[str, Any]) -> Any:
             return call_api(
                 what,
                 lambda: self._client.chat.completions.create(
@@ -245,22 +268,24 @@ class OpenAIFrameAnalyzer:
                 self._endpoint,
             )
 
-        if not self.uses_schema:
-            return create(False)
+        sent = self._optional_parameters()
         try:
-            return create(True)
+            return create(sent)
         except AIProviderError as error:
-            if not _rejects_schema(error):
+            refused = refused_parameters(error, sent)
+            if not refused:
                 raise
-            logger.info("%s rejected the JSON schema response format (%s); asking without it", what, error)
-        response = create(False)
-        with _schema_lock:
-            _schema_unsupported.add((self._base_url, self.model_name))
+            logger.info(
+                "%s: the server refused %s (%s); asking without", what, ", ".join(sorted(refused)), error
+            )
+        response = create({name: value for name, value in sent.items() if name not in refused})
+        with _refused_lock:
+            _refused_by_server.setdefault((self._base_url, self.model_name), set()).update(refused)
         logger.warning(
-            "%s (model %s) does not take a JSON schema response format: frames are analysed without it "
-            "and their replies parsed tolerantly",
+            "%s (model %s) does not take %s: frames are sent without it and their replies read tolerantly",
             self._endpoint.name,
             self.model_name,
+            " or ".join(sorted(refused)),
         )
         return response
 

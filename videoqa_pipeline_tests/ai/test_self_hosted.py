@@ -186,6 +186,7 @@ def test_llama_cpp_rejects_the_schema_once_then_frames_go_without_it() -> None:
         assert analysis.facts == {}  # fenced, single-quoted, trailing comma: all read, nothing to warn
     assert all(r.headers["authorization"] == "Bearer no-key-needed" for r in requests)
     assert all("stream" not in (r.json or {}) for r in requests)
+    assert all((r.json or {})["max_tokens"] == 600 for r in requests)  # a rambling small model is cut off
 
 
 def test_ollama_before_structured_outputs_answers_in_prose_and_is_parsed() -> None:
@@ -264,6 +265,28 @@ def test_a_400_that_is_not_about_the_schema_fails_at_once_with_one_request() -> 
             analyzer.analyze([text_frame_jpeg(["X"])])
         assert len(server.requests_to(CHAT)) == 1
     assert info.value.permanent and analyzer.uses_schema
+
+
+def test_a_server_refusing_max_tokens_keeps_the_schema() -> None:
+    with OpenAITestServer("vllm") as server:
+        server.script(
+            CHAT,
+            flavoured_error(
+                server.flavour,
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+            ),
+        )
+        analyzer = OpenAIFrameAnalyzer(local_vision(server, "o4-mini", VIDEOQA_OPENAI_MAX_CONCURRENCY="1"))
+        analyzer.analyze([text_frame_jpeg(["X"])] * 2)
+        bodies = [r.json or {} for r in server.requests_to(CHAT)]
+    assert [("max_tokens" in b, "response_format" in b) for b in bodies] == [
+        (True, True),
+        (False, True),
+        (False, True),
+    ]
+    assert analyzer.uses_schema
 
 
 def test_a_model_without_structured_outputs_on_openai_is_asked_again_without_the_schema(
