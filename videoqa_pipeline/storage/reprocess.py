@@ -18,15 +18,17 @@ from psycopg.types.json import Jsonb
 
 from videoqa_pipeline.storage.database import Database
 
-#: The latest job of every video the ledger knows, with the filters of a selection applied.
+#: The latest job of every video the ledger knows, with the filters of a selection applied. A video
+#: whose latest job is still pending, queued or running is left out: it is being processed now.
 _SELECTED = """
 SELECT latest.video_id, latest.source_uri FROM (
-    SELECT DISTINCT ON (video_id) video_id, source_uri, finished_at
+    SELECT DISTINCT ON (video_id) video_id, source_uri, finished_at, status
     FROM videoqa_jobs
     WHERE video_id IS NOT NULL AND (%(ids)s::text[] IS NULL OR video_id = ANY(%(ids)s))
     ORDER BY video_id, id DESC
 ) AS latest
-WHERE (%(prefix)s::text IS NULL OR starts_with(latest.source_uri, %(prefix)s))
+WHERE latest.status NOT IN ('pending', 'queued', 'running')
+  AND (%(prefix)s::text IS NULL OR starts_with(latest.source_uri, %(prefix)s))
   AND (%(after)s::timestamptz IS NULL OR latest.finished_at >= %(after)s)
   AND (%(before)s::timestamptz IS NULL OR latest.finished_at < %(before)s)
   AND (%(model)s::text IS NULL OR EXISTS (

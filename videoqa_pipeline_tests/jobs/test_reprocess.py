@@ -77,19 +77,27 @@ def test_filters_select_by_collection_window_and_model_and_a_batch_queues_once(
     assert count(embedding_model_other_than="new-model") == 2
     assert count(video_ids=("ad-1", "nowhere")) == 1
     assert count(every_video=True) == 4
+    with database.connection() as conn:  # a video being processed right now is not selected again
+        conn.execute(
+            "INSERT INTO videoqa_jobs (video_id, source_uri) VALUES ('busy', 's3://archive/ads/3.mp4')"
+        )
+    assert count(every_video=True) == 4 and count(video_ids=("busy",)) == 0
 
     selection = VideoSelection(source_prefix="s3://archive/lectures/", embedding_model_other_than="new-model")
-    assert queue_selected(database, selection, from_stage="embeddings", batch="b1", source_kind="cli") == (
-        1,
-        1,
-    )
-    assert queue_selected(database, selection, from_stage="embeddings", batch="b1", source_kind="cli") == (
-        1,
-        0,
-    )
-    jobs = _queued(embedded_db, "b1:")
-    assert list(jobs) == ["lecture-1"]
-    assert (jobs["lecture-1"].from_stage, jobs["lecture-1"].source_uri) == (
+
+    def queue() -> tuple[int, int]:
+        return queue_selected(database, selection, from_stage="embeddings", batch="b1", source_kind="cli")
+
+    assert queue() == (1, 1)
+    assert queue() == (0, 0)  # lecture-1 is pending now: not selected a second time
+    with database.connection() as conn:
+        conn.execute(
+            "UPDATE videoqa_jobs SET status = 'succeeded', finished_at = now() WHERE external_id = 'b1:lecture-1'"
+        )
+    assert queue() == (1, 0)  # selected again once done, but the batch already holds its job
+    jobs = [job for job in ledger.list_jobs(database, limit=100) if (job.external_id or "").startswith("b1:")]
+    assert [job.video_id for job in jobs] == ["lecture-1"]
+    assert (jobs[0].from_stage, jobs[0].source_uri) == (
         "embeddings",
         "s3://archive/lectures/1.mp4",
     )
