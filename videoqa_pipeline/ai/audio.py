@@ -15,6 +15,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from videoqa_pipeline.ai.errors import AIProviderError
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,34 @@ def wav_duration(path: str | Path) -> float:
     with wave.open(str(path), "rb") as handle:
         frames, rate = handle.getnframes(), handle.getframerate()
     return frames / rate if rate else 0.0
+
+
+def is_speech_wav(path: str | Path, sample_rate: int = 16000) -> bool:
+    """Whether ``path`` is a mono 16-bit PCM WAV at ``sample_rate`` (what the normalize step writes),
+    so that :func:`read_wav_window` can hand it to a speech model without any decoding."""
+    try:
+        with wave.open(str(path), "rb") as handle:
+            return (
+                handle.getnchannels() == 1
+                and handle.getsampwidth() == 2
+                and handle.getframerate() == sample_rate
+            )
+    except (OSError, EOFError, wave.Error):
+        return False
+
+
+def read_wav_window(path: str | Path, start: float, end: float) -> np.ndarray:
+    """``[start, end)`` seconds of a mono 16-bit PCM WAV as float32 samples in [-1, 1].
+
+    Only that window is read from the file (a seek, then its frames), so memory follows the window,
+    not the recording: 120 s at 16 kHz is 7.7 MB, whatever the length of the video.
+    """
+    with wave.open(str(path), "rb") as handle:
+        rate = handle.getframerate()
+        first = min(handle.getnframes(), max(0, round(start * rate)))
+        handle.setpos(first)
+        raw = handle.readframes(max(0, round(end * rate) - first))
+    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def detect_silences(

@@ -31,7 +31,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,10 @@ from videoqa_pipeline.ai.types import EmbeddingBatch, Usage
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
+#: Most token positions (texts x padded length) run at once. Attention holds batch x 12 heads x
+#: length² floats: 32 texts of 256 tokens would be 100 MB for one layer's scores alone, so long
+#: texts go in smaller batches (16 of 256 tokens) and short ones keep the full batch of 32.
+MAX_BATCH_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 256
 #: The default model, as recorded with every vector it makes: all-MiniLM-L6-v2, int8 weights.
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2@int8"
@@ -193,11 +197,8 @@ class OnnxBertEncoder:
     def __init__(self, model_path: Path) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = default_threads()
-        options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            str(model_path), sess_options=session_options(), providers=["CPUExecutionProvider"]
         )
         inputs = {item.name for item in self._session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= inputs:
@@ -217,6 +218,24 @@ class OnnxBertEncoder:
         if self._with_token_types:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         return np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
+
+
+def session_options() -> Any:
+    """ONNX Runtime options of the embedding session: every CPU, and memory given back after a run.
+
+    ONNX Runtime's CPU arena keeps the largest batch's buffers for the life of the session and its
+    memory pattern pre-plans one block per input shape; texts of every length make many shapes.
+    Without either, a batch's buffers are freed when it is done, at a cost measured within noise
+    for batches of 32 short texts.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = default_threads()
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    return options
 
 
 def _looks_like_bert_dir(path: Path) -> bool:
@@ -254,6 +273,7 @@ class LocalEmbedder:
         self._lock = threading.Lock()
         self._st_model: Any = None
         self._encoder: NumpyBertEncoder | OnnxBertEncoder | None = None
+        self._build: Callable[[], NumpyBertEncoder | OnnxBertEncoder] | None = None
         path = Path(model) if model else None
         if model is None or model == DEFAULT_MODEL_NAME:
             onnx_path, tokenizer_path = packaged_minilm_int8()
@@ -285,6 +305,7 @@ class LocalEmbedder:
     ) -> None:
         from tokenizers import Tokenizer
 
+        self._build = build
         try:
             self._encoder = build()
             tokenizer = Tokenizer.from_file(str(tokenizer_path))
@@ -328,6 +349,21 @@ class LocalEmbedder:
         dimension = self._st_model.get_sentence_embedding_dimension()
         self.dimension = int(dimension) if dimension else 0
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the encoder is in memory now (a sentence-transformers model always is)."""
+        return self._encoder is not None or self._st_model is not None
+
+    def release(self) -> None:
+        """Free the encoder until texts are embedded again (the tokenizer, 1 MB, stays).
+
+        A run worker embeds once per video, at its last stage. A sentence-transformers model is
+        kept: it has no cheap way back.
+        """
+        with self._lock:
+            if self._build is not None:
+                self._encoder = None
+
     def embed(self, texts: Sequence[str]) -> EmbeddingBatch:
         """Embed ``texts`` (truncated to the model's maximum length, 256 tokens by default).
 
@@ -359,24 +395,46 @@ class LocalEmbedder:
         )
 
     def _embed_encoder(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        assert self._encoder is not None
+        if self._encoder is None:
+            assert self._build is not None
+            self._encoder = self._build()
+        encoder = self._encoder
         out = np.zeros((len(texts), self.dimension), np.float32)
         # Sort by length so each batch pads little: attention cost grows with the longest text.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         tokens = 0
-        for start in range(0, len(order), BATCH_SIZE):
-            chunk = order[start : start + BATCH_SIZE]
-            encodings = self._tokenizer.encode_batch([texts[i] for i in chunk])
+        for chunk, encodings in self._token_bounded_batches(texts, order):
             ids = np.array([e.ids for e in encodings], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
             tokens += int(mask.sum())
-            hidden = self._encoder(ids, mask)
+            hidden = encoder(ids, mask)
             pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(
                 mask.sum(axis=1, keepdims=True), 1e-9
             )
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[chunk] = pooled / np.maximum(norms, 1e-12)
         return out, tokens
+
+    def _token_bounded_batches(
+        self, texts: list[str], order: list[int]
+    ) -> Iterator[tuple[list[int], list[Any]]]:
+        """``order`` in batches of at most :data:`BATCH_SIZE` texts and :data:`MAX_BATCH_TOKENS`
+        padded positions, each with its encodings."""
+        start = 0
+        while start < len(order):
+            chunk = order[start : start + BATCH_SIZE]
+            encodings = self._tokenizer.encode_batch([texts[i] for i in chunk])
+            lengths = [sum(e.attention_mask) for e in encodings]
+            rows, longest = 0, 0
+            while rows < len(chunk) and (rows + 1) * max(longest, lengths[rows]) <= MAX_BATCH_TOKENS:
+                longest = max(longest, lengths[rows])
+                rows += 1
+            rows = max(rows, 1)
+            if rows < len(chunk):  # encoded again so the batch is padded to its own longest text
+                chunk = chunk[:rows]
+                encodings = self._tokenizer.encode_batch([texts[i] for i in chunk])
+            yield chunk, encodings
+            start += rows
 
 
 def default_threads() -> int:

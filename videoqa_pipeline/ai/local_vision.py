@@ -8,6 +8,7 @@ cascades) are useful for search filters and for spotting black or blurred keyfra
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -174,6 +175,18 @@ def _load_face_detector() -> Any | None:
     return None if detector.empty() else detector
 
 
+def _load_ocr() -> Any:
+    """RapidOCR's detection, orientation and recognition sessions (ONNX Runtime, arena off)."""
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError as exc:
+        raise AIProviderError(
+            "Offline frame analysis needs rapidocr-onnxruntime: `pip install rapidocr-onnxruntime`.",
+            permanent=True,
+        ) from exc
+    return RapidOCR()
+
+
 class LocalFrameAnalyzer:
     """A :class:`~videoqa_pipeline.ai.types.FrameAnalyzer` using RapidOCR and OpenCV, fully offline."""
 
@@ -188,23 +201,32 @@ class LocalFrameAnalyzer:
             AIProviderError: (permanent) when rapidocr-onnxruntime is missing.
         """
         started = time.perf_counter()
-        try:
-            from rapidocr_onnxruntime import RapidOCR
-        except ImportError as exc:
-            raise AIProviderError(
-                "Offline frame analysis needs rapidocr-onnxruntime: `pip install rapidocr-onnxruntime`.",
-                permanent=True,
-            ) from exc
-        self._ocr = RapidOCR()
-        self._face_detector = _load_face_detector()
         self._lock = threading.Lock()
+        self._ocr: Any | None = _load_ocr()
+        self._face_detector = _load_face_detector()
         self.model_name = "rapidocr-ppocrv4+opencv-facts" if model is None else f"rapidocr+opencv:{model}"
         self.load_seconds = time.perf_counter() - started
         logger.info("Loaded frame analyzer %s in %.2fs", self.model_name, self.load_seconds)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the OCR sessions are in memory now."""
+        return self._ocr is not None
+
+    def release(self) -> None:
+        """Free the three OCR sessions and their buffers until frames are analysed again.
+
+        A run worker analyses keyframes once per video; the later stages need none of it.
+        """
+        with self._lock:
+            self._ocr = None
+        gc.collect()
+
     def read_text(self, image: np.ndarray) -> str:
         """Return the text RapidOCR reads in a BGR frame, lines in reading order, joined by spaces."""
         with self._lock:
+            if self._ocr is None:
+                self._ocr = _load_ocr()
             result, _elapsed = self._ocr(image)
         if not result:
             return ""

@@ -10,6 +10,7 @@ import pandas as pd
 
 from videoqa_pipeline.ai import Embedder, EmbeddingBatch
 from videoqa_pipeline.steps.indexing import IndexItem, TimedText, frame_text, transcript_chunks
+from videoqa_pipeline.steps.memory import measured, release_model
 from videoqa_pipeline.steps.options import ProcessingOptions
 from videoqa_pipeline.steps.previews import usage_facts
 from videoqa_pipeline.steps.result import Fact, StageResult
@@ -58,6 +59,7 @@ def embedding_rows(items: Sequence[IndexItem], batch: EmbeddingBatch) -> list[di
     ]
 
 
+@measured
 def embed_video(
     transcript: pd.DataFrame,
     scenes: pd.DataFrame,
@@ -82,7 +84,11 @@ def embed_video(
     if not items:
         return StageResult("embeddings", [], {"skipped": "nothing to embed", "items": 0})
     started = time.perf_counter()
-    batch = embedder().embed([item.text for item in items])
+    provider = embedder()
+    try:
+        batch = provider.embed([item.text for item in items])
+    finally:
+        release_model(provider)
     seconds = time.perf_counter() - started
     rows = embedding_rows(items, batch)
     facts: dict[str, Fact] = {

@@ -10,6 +10,7 @@ import pandas as pd
 
 from videoqa_pipeline.ai import FrameAnalysis, FrameAnalyzer, Usage
 from videoqa_pipeline.steps.indexing import frame_text
+from videoqa_pipeline.steps.memory import measured, release_model
 from videoqa_pipeline.steps.options import ProcessingOptions
 from videoqa_pipeline.steps.previews import preview_timestamp, usage_facts
 from videoqa_pipeline.steps.result import WARNING_FACT, Fact, Markdown, StageResult
@@ -50,6 +51,7 @@ def _preview(timestamps: Sequence[float], analyses: Sequence[FrameAnalysis]) -> 
     return "\n".join(lines) or "(nothing found)"
 
 
+@measured
 def analyze_keyframes(
     keyframes: pd.DataFrame,
     video_id: str,
@@ -74,9 +76,12 @@ def analyze_keyframes(
     ordered = keyframes.sort_values("scene_index")
     provider = analyzer()
     started = time.perf_counter()
-    analyses, usage = analyze_in_batches(
-        [str(key) for key in ordered["blob_key"]], store, provider, batch_size
-    )
+    try:
+        analyses, usage = analyze_in_batches(
+            [str(key) for key in ordered["blob_key"]], store, provider, batch_size
+        )
+    finally:
+        release_model(provider)  # no later stage of the run needs it
     seconds = time.perf_counter() - started
     scene_indices = [int(index) for index in ordered["scene_index"]]
     timestamps = [float(timestamp) for timestamp in ordered["timestamp_seconds"]]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from videoqa_pipeline import media
 from videoqa_pipeline.steps.errors import single_row
+from videoqa_pipeline.steps.memory import measured
 from videoqa_pipeline.steps.options import ProcessingOptions
 from videoqa_pipeline.steps.previews import inline_thumbnails, keyframe_gallery
 from videoqa_pipeline.steps.result import Fact, Markdown, StageResult
@@ -61,6 +62,7 @@ def remove_stale_keyframes(video_id: str, store: BlobStore, kept: set[str]) -> l
     return stale
 
 
+@measured
 def extract_video_keyframes(
     scenes: pd.DataFrame,
     normalized_video: pd.DataFrame,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from videoqa_pipeline import media
 from videoqa_pipeline.steps.errors import single_row
+from videoqa_pipeline.steps.memory import measured
 from videoqa_pipeline.steps.options import ProcessingOptions
 from videoqa_pipeline.steps.result import WARNING_FACT, Fact, Location, StageResult
 from videoqa_pipeline.storage.blobs import BlobStore, blob_key
@@ -36,6 +37,7 @@ def audio_coverage_facts(coverage: media.Coverage | None) -> dict[str, Fact]:
     return facts
 
 
+@measured
 def normalize_video(
     source_video: pd.DataFrame, video_id: str, store: BlobStore, options: ProcessingOptions
 ) -> StageResult:

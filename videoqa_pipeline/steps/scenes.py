@@ -16,6 +16,7 @@ import pandas as pd
 
 from videoqa_pipeline import media
 from videoqa_pipeline.steps.errors import single_row
+from videoqa_pipeline.steps.memory import measured
 from videoqa_pipeline.steps.options import ProcessingOptions
 from videoqa_pipeline.steps.previews import scenes_preview
 from videoqa_pipeline.steps.result import WARNING_FACT, Fact, Markdown, StageResult
@@ -61,6 +62,7 @@ def video_coverage_facts(coverage: media.Coverage) -> dict[str, Fact]:
     return facts
 
 
+@measured
 def detect_video_scenes(
     normalized_video: pd.DataFrame, video_id: str, store: BlobStore, options: ProcessingOptions
 ) -> StageResult:

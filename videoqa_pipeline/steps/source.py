@@ -7,6 +7,7 @@ from typing import Any
 from videoqa_pipeline import media
 from videoqa_pipeline.fetch import fetched_source, file_sha256
 from videoqa_pipeline.media import MediaInfo
+from videoqa_pipeline.steps.memory import measured
 from videoqa_pipeline.steps.result import Location, StageResult
 from videoqa_pipeline.storage.blobs import BlobStore, blob_key
 
@@ -41,6 +42,7 @@ def source_video_row(source_uri: str, blob_key: str, sha256: str, info: MediaInf
     }
 
 
+@measured
 def ingest_source(source_uri: str, video_id: str, store: BlobStore) -> StageResult:
     """Fetch ``source_uri`` (path, file://, s3://, http(s)://), probe it and store the original.
 

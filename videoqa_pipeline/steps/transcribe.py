@@ -10,6 +10,7 @@ import pandas as pd
 
 from videoqa_pipeline.ai import Transcriber, Transcript
 from videoqa_pipeline.steps.errors import single_row
+from videoqa_pipeline.steps.memory import measured, release_model
 from videoqa_pipeline.steps.options import ProcessingOptions
 from videoqa_pipeline.steps.previews import transcript_preview, usage_facts
 from videoqa_pipeline.steps.result import Fact, Markdown, StageResult
@@ -36,6 +37,7 @@ def transcript_rows(transcript: Transcript) -> list[dict[str, Any]]:
     ]
 
 
+@measured
 def transcribe_audio(
     normalized_video: pd.DataFrame,
     video_id: str,
@@ -68,13 +70,21 @@ def transcribe_audio(
         )
         return StageResult("transcript", [], {"skipped": reason, "segments": 0})
     started = time.perf_counter()
-    with store.local_path(str(audio_key)) as wav:
-        result = transcriber().transcribe(wav, language=options.language)
+    provider = transcriber()
+    try:
+        with store.local_path(str(audio_key)) as wav:
+            result = provider.transcribe(wav, language=options.language)
+    finally:
+        release_model(provider)  # no later stage of the run needs it
     seconds = time.perf_counter() - started
     rows = transcript_rows(result)
     facts: dict[str, Fact] = {
         "model": result.model,
         "language": result.language or "unknown",
+        # How sure the detection was; None when the run config gave the language.
+        "language_probability": (
+            float(round(result.language_probability, 3)) if result.language_probability is not None else None
+        ),
         "segments": len(rows),
         "words": sum(len(segment.text.split()) for segment in result.segments),
         "transcribe_seconds": float(round(seconds, 2)),
