@@ -128,11 +128,11 @@ def test_videoqa_ask_with_a_local_chat_server(cli_env: dict[str, str], corpus: C
         text = CliRunner().invoke(main, ["ask", MARS, *videos], env=env)
         document = CliRunner().invoke(main, ["ask", MARS, *videos, "--json"], env=env)
     assert text.exit_code == 0, text.output
-    lines = text.output.splitlines()
+    lines = text.stdout.splitlines()  # the warning about the ghost citation goes to stderr
     assert lines[0] == f"The rover landed in Jezero crater in February 2021 [{space} @ 00:00]."
     assert any(line.startswith(f"  [{space} @ 00:00] (relevance ") and "%)" in line for line in lines)
     assert "not among the retrieved moments: [ghost @ 00:01]" in text.output
-    answer = json.loads(document.output)
+    answer = json.loads(document.stdout)
     assert answer["method"] == "openai:qwen2.5:7b" and answer["dropped_citations"] == ["[ghost @ 00:01]"]
     assert 0.3 <= answer["citations"][0]["relevance"] <= 1.0
     assert all({"relevance", "score", "similarity"} <= set(m) for m in answer["moments"])
