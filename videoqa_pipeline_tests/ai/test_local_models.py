@@ -169,3 +169,54 @@ def test_numpy_runtime_matches_sentence_transformers() -> None:
     assert fp32.model_name == "all-MiniLM-L6-v2"
     agreement = (expected * fp32.embed(AWKWARD_TEXTS).vectors).sum(axis=1)
     assert agreement.min() > 0.999, agreement
+
+
+def test_embedding_session_gives_its_buffers_back_after_each_run() -> None:
+    from videoqa_pipeline.ai.local_embed import session_options
+
+    options = session_options()
+    assert options.enable_cpu_mem_arena is False and options.enable_mem_pattern is False
+
+
+def test_long_texts_are_embedded_in_token_bounded_batches_with_the_same_vectors() -> None:
+    from videoqa_pipeline.ai import local_embed
+
+    embedder = get_embedder(LOCAL)
+    assert isinstance(embedder, local_embed.LocalEmbedder)
+    words = [
+        "the",
+        "harbour",
+        "ferry",
+        "crosses",
+        "the",
+        "bay",
+        "every",
+        "hour",
+        "while",
+        "gulls",
+        "follow",
+        "the",
+        "boats",
+    ]
+    texts = [" ".join(words * (1 + i % 20)) for i in range(40)] + ["short text"] * 40
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    batches = list(embedder._token_bounded_batches(texts, order))
+    assert [i for chunk, _ in batches for i in chunk] == order
+    for chunk, encodings in batches:
+        padded = len(chunk) * len(encodings[0].ids)
+        assert len(chunk) == 1 or padded <= local_embed.MAX_BATCH_TOKENS, (len(chunk), padded)
+    assert max(len(chunk) for chunk, _ in batches) == local_embed.BATCH_SIZE  # short texts still share
+    together = embedder.embed(texts).vectors
+    alone = np.vstack([embedder.embed([text]).vectors for text in texts[::7]])
+    assert np.allclose(together[::7], alone, atol=1e-4)
+
+
+def test_released_models_load_again_on_demand(speech_wav: Path) -> None:
+    analyzer, embedder = get_frame_analyzer(LOCAL), get_embedder(LOCAL)
+    for provider in (analyzer, embedder):
+        provider.release()  # type: ignore[attr-defined]
+        assert provider.loaded is False  # type: ignore[attr-defined]
+    frame = text_frame_jpeg(["SEARCH THE PIPELINE", "TOTAL 42"])
+    assert "TOTAL 42" in analyzer.analyze([frame]).analyses[0].ocr_text
+    assert embedder.embed(["a sentence"]).vectors.shape == (1, 384)
+    assert analyzer.loaded and embedder.loaded  # type: ignore[attr-defined]

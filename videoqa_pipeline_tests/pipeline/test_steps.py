@@ -38,6 +38,7 @@ from videoqa_pipeline.defs.resources import AIResource, BlobStoreResource, build
 from videoqa_pipeline.fetch import file_sha256
 from videoqa_pipeline.run_tags import SOURCE_URI_TAG
 from videoqa_pipeline.settings import Settings
+from videoqa_pipeline.steps import memory
 from videoqa_pipeline.steps.frame_analysis import batches
 from videoqa_pipeline.steps.previews import INLINE_MARKDOWN_LIMIT, inline_thumbnail
 from videoqa_pipeline.steps.scenes import scenes_of
@@ -342,6 +343,73 @@ def test_embeddings_cover_transcript_chunks_and_frame_texts(chain: Chain) -> Non
     assert all(
         (row["start_seconds"], row["end_seconds"]) in scenes for row in result.rows if row["kind"] == "frame"
     )
+
+
+def test_transcript_reports_how_sure_the_language_detection_was(chain: Chain) -> None:
+    facts = chain.results["transcript"].facts
+    probability = facts["language_probability"]
+    assert facts["language"] == "en" and isinstance(probability, float) and 0.5 < probability <= 1.0
+    given = steps.transcribe_audio(
+        chain.frame("normalized_video"),
+        VIDEO_ID,
+        chain.store,
+        partial(get_transcriber, Settings.from_env({}).ai),
+        OPTIONS.model_copy(update=dict(language="en")),
+    )
+    assert given.facts["language"] == "en" and given.facts["language_probability"] is None
+
+
+def test_every_stage_reports_its_peak_resident_memory(chain: Chain) -> None:
+    for table, result in chain.results.items():
+        peak = result.facts[memory.PEAK_RSS_FACT]
+        assert isinstance(peak, float) and peak > 0, (table, result.facts)
+
+
+def test_ai_stages_release_their_offline_models(chain: Chain, settings: Settings) -> None:
+    """A run worker processes one video: after its stage, no model stays for the later stages."""
+    transcriber, analyzer, embedder = (
+        get_transcriber(settings.ai),
+        get_frame_analyzer(settings.ai),
+        get_embedder(settings.ai),
+    )
+    providers = (transcriber, analyzer, embedder)
+    again = {
+        "transcript": steps.transcribe_audio(
+            chain.frame("normalized_video"), VIDEO_ID, chain.store, lambda: transcriber, OPTIONS
+        ),
+        "frame_analyses": steps.analyze_keyframes(
+            chain.frame("keyframes"), VIDEO_ID, chain.store, lambda: analyzer, OPTIONS
+        ),
+        "embeddings": steps.embed_video(
+            chain.frame("transcript"),
+            chain.frame("scenes"),
+            chain.frame("frame_analyses"),
+            lambda: embedder,
+            OPTIONS,
+        ),
+    }
+    assert [provider.loaded for provider in providers] == [False, False, False]
+    # Loaded again on demand, with the same results as the first time (the colour facts of a
+    # caption come from k-means with random seeds, so captions are not compared).
+    for table, column in (("transcript", "text"), ("frame_analyses", "ocr_text")):
+        assert list(again[table].frame()[column]) == list(chain.frame(table)[column])
+    assert len(again["embeddings"].rows) == len(chain.results["embeddings"].rows) > 0
+
+
+def test_peak_rss_sees_a_native_allocation_and_trimming_returns_it() -> None:
+    """The measurement reads the kernel, so memory tracemalloc cannot see (numpy's buffer here,
+    native libraries' in the stages) counts."""
+    import numpy as np
+
+    before = memory.status_mb("VmRSS")
+    assert before is not None
+    with memory.PeakRss() as peak:
+        block = np.ones(200 * 2**20, dtype=np.uint8)  # touched: resident
+        del block
+    assert peak.peak_mb is not None and peak.peak_mb >= before + 190
+    memory.release_free_memory()
+    after = memory.status_mb("VmRSS")
+    assert after is not None and after < before + 50
 
 
 def test_embeddings_skip_without_loading_a_model(chain: Chain) -> None:
