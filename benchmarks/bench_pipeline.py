@@ -8,8 +8,8 @@ pipeline in several ways, all in the same run and on the same embedded PostgreSQ
 
 * **direct**: the stage functions the assets call (:mod:`videoqa_pipeline.steps`), in the same
   order, in one process, each followed by the ``replace_partition`` table write the IO manager
-  makes: the baseline, so the overhead is measured against the real pipeline. Models are loaded
-  once (a warm-up video) as in a long-lived worker.
+  makes: the baseline, so the overhead is measured against the real pipeline. Each AI stage frees
+  its model when it is done (as in a run worker) and loads it again for the next video.
 * **dagster in-process**: :func:`videoqa_pipeline.runner.process_video` (``dg.materialize``,
   the project's in-process executor, an on-disk instance with the repo's ``dagster.yaml``).
   Direct and Dagster runs alternate video by video so that drift in machine load hits both.
@@ -22,6 +22,10 @@ pipeline in several ways, all in the same run and on the same embedded PostgreSQ
 **Orchestration overhead per video** = median wall time per video of a mode minus the median
 direct time (the generated videos are alike). The target is at most 1.5 s per video for the mode
 the project uses.
+
+``--long-video [MINUTES ...]`` measures something else: a fresh run worker (``videoqa process``)
+on real footage with real speech (:mod:`benchmarks.media_fixtures`), per-stage time and peak RSS,
+against the worker without its memory bounds in the same run (:mod:`benchmarks.run_worker_memory`).
 
 Prints per-stage mean seconds, median wall time, videos/hour, overhead and ratios against direct,
 and peak RSS. Run logs go to a file (``--log``), not the console. The embedded PostgreSQL server is a separate process and is not in the RSS figures.
@@ -428,6 +432,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log", type=Path, default=None, help="run logs (default: bench_pipeline.log in the work dir)"
     )
+    parser.add_argument(
+        "--long-video",
+        type=float,
+        nargs="*",
+        default=None,
+        metavar="MINUTES",
+        help="instead: per-stage time and peak RSS of a fresh run worker (videoqa process) on real "
+        "footage with real speech (default 5 minutes), each length twice, against the unbounded worker",
+    )
     return parser.parse_args(argv)
 
 
@@ -537,6 +550,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="videoqa-bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.long_video is not None:
+        from benchmarks import run_worker_memory
+
+        runs = run_worker_memory.measure(args.long_video or [5.0], 2, work, baseline=True)
+        run_worker_memory.print_runs(runs)
+        return 0 if all(run.ok for run in runs) else 1
     bench = _open_bench(args, work)
     started = time.perf_counter()
     print(f"Generating {args.videos} videos of {args.seconds:.0f} s in {work} ...", flush=True)

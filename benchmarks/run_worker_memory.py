@@ -166,6 +166,28 @@ def print_runs(runs: Sequence[WorkerRun]) -> None:
     for r in runs:
         if not r.ok:
             print(f"FAILED {r.label} {r.minutes:g} min: {r.error}")
+    _print_ratios(runs)
+
+
+def _print_ratios(runs: Sequence[WorkerRun]) -> None:
+    """Mean peak per stage of the bounded worker over the unbounded one, length by length."""
+    for minutes in dict.fromkeys(r.minutes for r in runs):
+        bounded = [r for r in runs if r.minutes == minutes and r.label.startswith(BOUNDED_LABEL) and r.ok]
+        baseline = [r for r in runs if r.minutes == minutes and r.label.startswith(UNBOUNDED_LABEL) and r.ok]
+        if not bounded or not baseline:
+            continue
+        print(
+            f"\n{minutes:g} min, peak RSS bounded / unbounded (mean of {len(bounded)} / {len(baseline)} runs)"
+        )
+        for stage in (*STAGES, "worker"):
+            mine = _mean_peak(bounded, stage)
+            theirs = _mean_peak(baseline, stage)
+            print(f"  {stage:<18}{mine:>7.0f} MB / {theirs:>5.0f} MB = {mine / theirs:.2f}")
+
+
+def _mean_peak(runs: Sequence[WorkerRun], stage: str) -> float:
+    values = [r.peak_rss_mb if stage == "worker" else r.stage_peak_mb.get(stage, float("nan")) for r in runs]
+    return sum(values) / len(values)
 
 
 def measure(minutes_list: Sequence[float], repeat: int, work: Path, *, baseline: bool) -> list[WorkerRun]:
