@@ -26,10 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "videoqa_pipeline_tests" / "ai" / "data"
 #: language -> (text spoken by espeak-ng at 130 words/min, error unit).
@@ -82,6 +85,33 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def load_measured(build: Callable[[], T]) -> tuple[T, dict[str, float]]:
+    """``build()`` with its time, the resident memory it added and its peak above the start (MB)."""
+    from videoqa_pipeline.steps.memory import PeakRss, status_mb
+
+    before = status_mb("VmRSS") or 0.0
+    started = time.perf_counter()
+    with PeakRss() as peak:
+        built = build()
+    seconds = time.perf_counter() - started
+    added = (status_mb("VmRSS") or 0.0) - before
+    return built, {
+        "load_s": seconds,
+        "load_added_mb": added,
+        "load_peak_mb": (peak.peak_mb or before) - before,
+    }
+
+
+def report_model_memory(rows: dict[str, dict[str, float]]) -> None:
+    """What loading each model costs: time, resident memory kept, and the peak while loading."""
+    print(
+        f"\n{'model':<42} {'load s':>6} {'+MB kept':>8} {'+MB peak':>8}  (above the process before loading)"
+    )
+    for label, row in rows.items():
+        if "load_added_mb" in row:
+            print(f"{label:<42} {row['load_s']:6.2f} {row['load_added_mb']:8.0f} {row['load_peak_mb']:8.0f}")
+
+
 def embedding_texts(n: int) -> list[str]:
     words = "video scene frame speech text search answer question model pipeline storage index moment topic"
     rng = np.random.default_rng(0)
@@ -95,9 +125,8 @@ def asr_worker(model: str, clips_dir: str, clips: list[str]) -> dict[str, object
 
     references = {"jfk": (JFK, "wer"), "mit-en": (MIT_EN, "wer"), "mit-de": (MIT_DE, "wer"), **SPEECH}
 
-    started = time.perf_counter()
-    transcriber = LocalWhisperTranscriber(None if model == "-" else model)
-    result: dict[str, object] = {"load_s": time.perf_counter() - started, "clips": {}}
+    transcriber, loading = load_measured(lambda: LocalWhisperTranscriber(None if model == "-" else model))
+    result: dict[str, object] = {**loading, "clips": {}}
     for clip in clips:
         path = DATA / "jfk.flac" if clip == "jfk" else Path(clips_dir) / f"{clip}.wav"
         text, unit = references[clip]
@@ -127,29 +156,30 @@ def embed_worker(kind: str, n: int, out_path: str) -> dict[str, float]:
 
         model = SentenceTransformer(str(packaged_minilm_dir()), device="cpu")
         load = time.perf_counter() - started
+        loading: dict[str, float] = {}  # torch's memory is not comparable: not measured
         model.encode(texts[:8])
         t0 = time.perf_counter()
         vectors = np.asarray(model.encode(texts, batch_size=32, normalize_embeddings=True), np.float32)
     else:
         from videoqa_pipeline.ai.local_embed import LocalEmbedder
 
-        embedder = LocalEmbedder("all-MiniLM-L6-v2" if kind == "fp32" else None)
-        load = time.perf_counter() - started
+        embedder, loading = load_measured(
+            lambda: LocalEmbedder("all-MiniLM-L6-v2" if kind == "fp32" else None)
+        )
+        load = loading["load_s"]
         embedder.embed(texts[:8])
         t0 = time.perf_counter()
         vectors = embedder.embed(texts).vectors
     elapsed = time.perf_counter() - t0
     np.save(out_path, vectors)
-    return {"load_s": load, "peak_mb": peak_mb(), "per_s": len(texts) / elapsed}
+    return {**loading, "load_s": load, "peak_mb": peak_mb(), "per_s": len(texts) / elapsed}
 
 
 def vision_worker() -> dict[str, float]:
     from videoqa_pipeline.ai.local_vision import LocalFrameAnalyzer
     from videoqa_pipeline_tests.ai.conftest import text_frame_jpeg
 
-    started = time.perf_counter()
-    analyzer = LocalFrameAnalyzer()
-    load = time.perf_counter() - started
+    analyzer, loading = load_measured(LocalFrameAnalyzer)
     frames = [
         text_frame_jpeg([f"SLIDE {i}", "TOTAL 42"], background=(30 * i % 255, 80, 160)) for i in range(20)
     ]
@@ -157,7 +187,7 @@ def vision_worker() -> dict[str, float]:
     t0 = time.perf_counter()
     analyzer.analyze(frames)
     return {
-        "load_s": load,
+        **loading,
         "peak_mb": peak_mb(),
         "ms_per_image": 1000 * (time.perf_counter() - t0) / len(frames),
     }
@@ -272,6 +302,13 @@ def main() -> None:
         print(f"\n{'vision RapidOCR + OpenCV facts (1280x720)':<42} {vision['load_s']:6.2f} {vision['peak_mb']:7.0f}  "
               f"{vision['ms_per_image']:.0f} ms/image")  # fmt: skip
         report_embeddings(embeddings, tmp, args.texts)
+        report_model_memory(
+            {
+                **{f"speech: {label}": result for label, result in asr.items()},
+                "vision: RapidOCR + OpenCV facts": vision,
+                **{f"embeddings: {kind}": result for kind, result in embeddings.items()},
+            }
+        )
 
 
 if __name__ == "__main__":
