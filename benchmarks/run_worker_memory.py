@@ -61,13 +61,15 @@ _CLEARED = (
 
 
 #: The worker as it was before memory was bounded, in the same code: models kept for the whole
-#: run, no heap trimming, transcription windows of 10 minutes. The baseline of every comparison.
+#: run, glibc's default allocator settings, no heap trimming, transcription windows of 10 minutes,
+#: five candidates when a window falls back to sampling. The baseline of every comparison.
 UNBOUNDED = (
     "import sys\n"
     "import videoqa_pipeline.ai.local_asr as asr\n"
     "import videoqa_pipeline.steps.memory as memory\n"
     "memory.BOUNDED = False\n"
     "asr.DEFAULT_WINDOW_SECONDS = 600.0\n"
+    "asr.DEFAULT_BEST_OF = 5\n"
     "from videoqa_pipeline.cli import main\n"
     "sys.argv[0] = 'videoqa'\n"
     "main()\n"

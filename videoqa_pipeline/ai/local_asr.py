@@ -65,6 +65,11 @@ from videoqa_pipeline.ai.types import Transcript, TranscriptSegment, Usage, Word
 logger = logging.getLogger(__name__)
 
 DEFAULT_BEAM_SIZE = 5
+# When a window's greedy-beam text repeats itself too much, faster-whisper samples again at higher
+# temperatures, best_of candidates at once (default 5). Each candidate holds its own decoder state:
+# on a window of the 15-minute benchmark video that fell back, 5 candidates took 95 MB more than 1
+# at the peak of the run. Two keep a choice between samples at about a quarter of that cost.
+DEFAULT_BEST_OF = 2
 # faster-whisper runs its VAD and its feature extraction over all the audio it is handed at once
 # (measured on 5 minutes of speech: 475 MB above the loaded model in one piece, about 200 MB in
 # windows of two minutes). Longer WAVs are cut in silences into windows of at most this length,
@@ -284,6 +289,7 @@ class LocalWhisperTranscriber:
                 audio if isinstance(audio, np.ndarray) else str(audio),
                 language=language,
                 beam_size=self._beam_size,
+                best_of=DEFAULT_BEST_OF,
                 vad_filter=True,
                 word_timestamps=True,
             )
