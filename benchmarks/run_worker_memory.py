@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.media_fixtures import real_footage_video  # noqa: E402
+from videoqa_pipeline_tests.pipeline.dagster_dev_server import NON_DEFAULT_SETTINGS  # noqa: E402
 
 STAGES = (
     "source_video",
@@ -43,21 +44,7 @@ STAGES = (
     "embeddings",
 )
 #: Settings that would move the worker off the offline, zero-setup default being measured.
-_CLEARED = (
-    "DATABASE_URL",
-    "STORAGE_TYPE",
-    "METADATA_STORAGE",
-    "FILE_STORAGE",
-    "VIDEOQA_BLOB_DIR",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "VIDEOQA_AI_PROVIDER",
-    "VIDEOQA_ASR_PROVIDER",
-    "VIDEOQA_VISION_PROVIDER",
-    "VIDEOQA_EMBED_PROVIDER",
-    "MAX_FRAMES_PER_VIDEO",
-    "DAGSTER_HOME",
-)
+_CLEARED = (*NON_DEFAULT_SETTINGS, "DAGSTER_HOME")
 
 
 #: The worker as it was before memory was bounded, in the same code: models kept for the whole

@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Settings that would point the pipeline somewhere other than the zero-setup default
 # (embedded PostgreSQL, local blobs, offline models): a user's first `dagster dev` has none.
-_NON_DEFAULT_SETTINGS = (
+NON_DEFAULT_SETTINGS = (
     "DATABASE_URL",
     "STORAGE_TYPE",
     "METADATA_STORAGE",
@@ -51,11 +51,19 @@ _NON_DEFAULT_SETTINGS = (
     "VIDEOQA_ASR_PROVIDER",
     "VIDEOQA_VISION_PROVIDER",
     "VIDEOQA_EMBED_PROVIDER",
+    "VIDEOQA_ASK_PROVIDER",
+    *(
+        f"VIDEOQA_{protocol}_{setting}"
+        for protocol in ("ASR", "VISION", "EMBED", "ASK")
+        for setting in ("BASE_URL", "API_KEY", "MODEL")
+    ),
+    "VIDEOQA_CHAT_MODEL",
     "JOB_SOURCE_TYPE",
     "MAX_FRAMES_PER_VIDEO",
     "ENABLE_TRANSCRIPTION",
     "ENABLE_VISION_ANALYSIS",
     "ENABLE_EMBEDDINGS",
+    "VIDEOQA_PARTITION_WORKING_SET",
 )
 
 TERMINAL_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
@@ -203,7 +211,7 @@ def dagster_dev_environment(
     dagster_home: Path, videoqa_home: Path, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The environment of a first-time user: this repo importable, every optional setting unset."""
-    env = {key: value for key, value in os.environ.items() if key not in _NON_DEFAULT_SETTINGS}
+    env = {key: value for key, value in os.environ.items() if key not in NON_DEFAULT_SETTINGS}
     env.update(
         {
             "DAGSTER_HOME": str(dagster_home),
