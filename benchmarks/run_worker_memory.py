@@ -32,17 +32,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.media_fixtures import real_footage_video  # noqa: E402
+from videoqa_pipeline.storage.ledger import STAGES  # noqa: E402
 from videoqa_pipeline_tests.pipeline.dagster_dev_server import NON_DEFAULT_SETTINGS  # noqa: E402
 
-STAGES = (
-    "source_video",
-    "normalized_video",
-    "transcript",
-    "scenes",
-    "keyframes",
-    "frame_analyses",
-    "embeddings",
-)
 #: Settings that would move the worker off the offline, zero-setup default being measured.
 _CLEARED = (*NON_DEFAULT_SETTINGS, "DAGSTER_HOME")
 
