@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from videoqa_pipeline.defs.hooks import build_job_hooks
+from videoqa_pipeline.defs.reembed_videos import reembed_videos
 from videoqa_pipeline.defs.reprocess_videos import reprocess_videos
 from videoqa_pipeline.defs.resources import DatabaseResource
 from videoqa_pipeline.fetch import canonical_source_uri
@@ -153,7 +154,9 @@ def add_videos() -> None:
 
 
 def job_definitions(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(jobs=[build_video_pipeline_job(settings), add_videos, reprocess_videos])
+    return dg.Definitions(
+        jobs=[build_video_pipeline_job(settings), add_videos, reprocess_videos, reembed_videos]
+    )
 
 
 @dg.definitions

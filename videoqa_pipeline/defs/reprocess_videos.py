@@ -23,12 +23,9 @@ from videoqa_pipeline.storage.reprocess import SelectionError, VideoSelection, q
 REPROCESS_VIDEOS_JOB = "reprocess_videos"
 
 
-class ReprocessVideosConfig(dg.Config):
-    """Which videos to process again (filters combine with AND) and from which stage."""
+class VideoSelectionConfig(dg.Config):
+    """Which videos (filters combine with AND): run config shared by the jobs that re-process a set."""
 
-    from_stage: str = Field(
-        default=ledger.STAGES[0], description=f"Stage to start from: one of {', '.join(ledger.STAGES)}."
-    )
     video_ids: list[str] = Field(default_factory=list, description="Only these videos.")
     source_prefix: str | None = Field(
         default=None, description="Only videos whose source starts with this (a folder, a bucket prefix)."
@@ -48,6 +45,14 @@ class ReprocessVideosConfig(dg.Config):
     )
 
 
+class ReprocessVideosConfig(VideoSelectionConfig):
+    """Which videos to process again and from which stage."""
+
+    from_stage: str = Field(
+        default=ledger.STAGES[0], description=f"Stage to start from: one of {', '.join(ledger.STAGES)}."
+    )
+
+
 def _moment(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
@@ -60,13 +65,8 @@ def _moment(value: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def selection_of(config: ReprocessVideosConfig) -> VideoSelection:
-    """The ledger selection the config names; a bad stage or time fails without retries."""
-    if config.from_stage not in ledger.STAGES:
-        raise dg.Failure(
-            description=f"from_stage {config.from_stage!r} is not a stage: use one of {', '.join(ledger.STAGES)}",
-            allow_retries=False,
-        )
+def selection_of(config: VideoSelectionConfig) -> VideoSelection:
+    """The ledger selection the config names; a bad time fails without retries."""
     model = None
     if config.stale_embeddings:
         settings = load_settings()
@@ -90,6 +90,11 @@ def selection_of(config: ReprocessVideosConfig) -> VideoSelection:
 def reprocess_videos_op(
     context: dg.OpExecutionContext, config: ReprocessVideosConfig, database: DatabaseResource
 ) -> None:
+    if config.from_stage not in ledger.STAGES:
+        raise dg.Failure(
+            description=f"from_stage {config.from_stage!r} is not a stage: use one of {', '.join(ledger.STAGES)}",
+            allow_retries=False,
+        )
     selection = selection_of(config)
     batch = context.run.tags.get(ROOT_RUN_ID_TAG) or context.run_id
     try:

@@ -1107,3 +1107,18 @@ def videos_with_active_jobs(db: Database, video_ids: Sequence[str]) -> set[str]:
             (list(video_ids),),
         ).fetchall()
     return {str(row[0]) for row in rows}
+
+
+def batch_jobs(
+    db: Database, *, source_kind: str, batch: str, run_id: str, after_id: int, limit: int
+) -> list[Job]:
+    """The jobs of ``batch`` that ``run_id`` still has to process, by ID after ``after_id``."""
+    with db.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(
+            f"""SELECT {_COLUMNS} FROM {JOBS_TABLE}
+                WHERE source_kind = %s AND starts_with(external_id, %s || ':') AND status = 'running'
+                      AND run_id = %s AND id > %s
+                ORDER BY id LIMIT %s""",
+            (source_kind, batch, run_id, after_id, limit),
+        ).fetchall()
+    return [_job_from_row(row) for row in rows]

@@ -164,3 +164,55 @@ def queue_selected(
             params,
         ).fetchone()
     return (int(selected[0]), int(selected[1])) if selected else (0, 0)
+
+
+def claim_batch(
+    db: Database,
+    selection: VideoSelection,
+    *,
+    batch: str,
+    stage: str,
+    run_id: str,
+    scheduler_id: str,
+    source_kind: str,
+) -> int:
+    """Record one running job per selected video for a run that processes the batch itself.
+
+    The jobs are never pending, so the job sensor leaves them to ``run_id``; they carry the
+    scheduler's ID, so if the run dies its sweeper fails them as transient and they come back as
+    ordinary pending jobs. A re-execution of the same launch (same ``batch``, a new ``run_id``)
+    takes over the batch's jobs still running and adds nothing twice.
+
+    Returns:
+        How many jobs this call added.
+    """
+    selection.check()
+    params = {
+        **selection.parameters(),
+        "batch": batch,
+        "kind": source_kind,
+        "stage": stage,
+        "run": run_id,
+        "scheduler": scheduler_id,
+    }
+    with db.connection() as conn:
+        row = conn.execute(
+            f"""WITH selected AS ({_SELECTED}),
+                inserted AS (
+                    INSERT INTO videoqa_jobs (source_uri, video_id, source_kind, external_id, from_stage, status,
+                                              attempts, run_id, scheduler_id, queued_at, started_at)
+                    SELECT source_uri, video_id, %(kind)s, %(batch)s || ':' || video_id, %(stage)s, 'running',
+                           1, %(run)s, %(scheduler)s, now(), now()
+                    FROM selected
+                    ON CONFLICT (source_kind, external_id) DO NOTHING
+                    RETURNING 1)
+                SELECT count(*) FROM inserted""",
+            params,
+        ).fetchone()
+        conn.execute(
+            """UPDATE videoqa_jobs SET run_id = %(run)s, scheduler_id = %(scheduler)s, updated_at = now()
+               WHERE source_kind = %(kind)s AND starts_with(external_id, %(batch)s || ':')
+                     AND status = 'running' AND run_id <> %(run)s""",
+            params,
+        )
+    return int(row[0]) if row else 0
