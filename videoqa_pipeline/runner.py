@@ -157,6 +157,29 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
+def reembed_in_one_run(
+    selection: Mapping[str, Any], *, settings: Settings, instance: dg.DagsterInstance
+) -> tuple[bool, str, str | None]:
+    """Run ``reembed_videos`` for ``selection`` (its run config) in this process, in ``instance``.
+
+    Returns:
+        Whether it succeeded, its run ID, and its error when it did not.
+    """
+    from videoqa_pipeline.defs.reembed_videos import REEMBED_VIDEOS_JOB
+
+    definitions = build_definitions(settings, secrets_as_env_vars=False)
+    result = definitions.resolve_job_def(REEMBED_VIDEOS_JOB).execute_in_process(
+        instance=instance,
+        # INFO: the job's progress lines, one per page of videos, are what a CLI user watches.
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            "ops": {"reembed_videos": {"config": dict(selection)}},
+        },
+        raise_on_error=False,
+    )
+    return result.success, result.run_id, None if result.success else _failure_message(result)
+
+
 def bundled_sample_source() -> Path:
     from videoqa_pipeline.media import bundled_sample_video
 

@@ -348,6 +348,12 @@ def _current_embedding_model() -> str:
     "--batch", help="Name of this submission; the same name again queues nothing twice (default: new)."
 )
 @click.option("--dry-run", is_flag=True, help="Only count the videos selected.")
+@click.option(
+    "--in-one-run",
+    is_flag=True,
+    help="With --from embeddings: embed the selected videos one after another in one run here "
+    "(reembed_videos), not one queued run per video.",
+)
 def reprocess(
     video_ids: tuple[str, ...],
     from_stage: str,
@@ -358,6 +364,7 @@ def reprocess(
     every_video: bool,
     batch: str | None,
     dry_run: bool,
+    in_one_run: bool,
 ) -> None:
     """Re-materialize videos from a stage on (e.g. after changing the embedding model).
 
@@ -370,6 +377,15 @@ def reprocess(
 
     database = _database()
     filtered = source_prefix or finished_after or finished_before or stale_embeddings or every_video
+    if in_one_run:
+        if from_stage != "embeddings" or dry_run or batch is not None:
+            raise click.UsageError(
+                "--in-one-run re-embeds: use it with --from embeddings, without --dry-run or --batch"
+            )
+        _reembed_in_one_run(
+            video_ids, source_prefix, finished_after, finished_before, stale_embeddings, every_video
+        )
+        return
     if len(video_ids) == 1 and not filtered and not dry_run and batch is None:
         _reprocess_one(database, video_ids[0], from_stage)
         return
@@ -393,6 +409,35 @@ def reprocess(
         raise click.UsageError(str(error)) from error
     again = f", {selected - queued} already queued by this batch" if selected != queued else ""
     click.echo(f"batch {name}: {queued} job(s) pending from {from_stage} on ({selected} selected{again})")
+
+
+def _reembed_in_one_run(
+    video_ids: tuple[str, ...],
+    source_prefix: str | None,
+    finished_after: datetime | None,
+    finished_before: datetime | None,
+    stale_embeddings: bool,
+    every_video: bool,
+) -> None:
+    """The selection as ``reembed_videos`` run config, run here in the persistent instance."""
+    from videoqa_pipeline.runner import open_instance, reembed_in_one_run
+
+    times = {"finished_after": _utc(finished_after), "finished_before": _utc(finished_before)}
+    selection = {
+        "video_ids": list(video_ids),
+        "source_prefix": source_prefix,
+        **{name: moment.isoformat() if moment else None for name, moment in times.items()},
+        "stale_embeddings": stale_embeddings,
+        "every_video": every_video,
+    }
+    settings = load_settings()
+    with open_instance(settings) as instance:
+        success, run_id, error = reembed_in_one_run(selection, settings=settings, instance=instance)
+    if not success:
+        raise click.ClickException(f"run {run_id}: {error}")
+    click.echo(
+        f"run {run_id}: the selected videos are embedded again (videoqa status --video VIDEO for each)"
+    )
 
 
 def _utc(moment: datetime | None) -> datetime | None:

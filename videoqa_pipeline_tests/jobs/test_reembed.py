@@ -4,11 +4,15 @@ real tables and the ledger on the embedded PostgreSQL."""
 # No `from __future__ import annotations` needed here: nothing Dagster reads is annotated.
 
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import psycopg
+from click.testing import CliRunner
 
 from videoqa_pipeline.ai import AIConfig, get_embedder
+from videoqa_pipeline.cli import main
 from videoqa_pipeline.defs.config import PipelineConfig
 from videoqa_pipeline.defs.partitions import VIDEOS_PARTITIONS_NAME
 from videoqa_pipeline.defs.reembed_videos import reembed_videos
@@ -200,3 +204,22 @@ def test_a_video_the_embedder_cannot_reach_goes_back_to_pending_and_the_run_says
     assert job.status == "pending" and job.from_stage == "embeddings" and "ad-1" in (job.error or "")
     # The old vectors are untouched until a run embeds the video.
     assert set(read_partition(embedded_db.database, TABLES["embeddings"], "ad-1")["model"]) == {"old-model"}
+
+
+def test_the_cli_reembeds_in_one_run_and_refuses_other_stages(
+    embedded_db: LedgerDatabase, jobs_home: Path
+) -> None:
+    _library(embedded_db)
+    info = psycopg.conninfo.conninfo_to_dict(embedded_db.url)
+    url = f"postgresql://{info['user']}@/{info['dbname']}?host={info['host']}&port={info['port']}"
+    env = {"VIDEOQA_HOME": str(jobs_home), "DATABASE_URL": url, "DAGSTER_HOME": "", "LOG_LEVEL": "WARNING"}
+    runner = CliRunner()
+    args = ["reprocess", "--stale-embeddings", "--from", "embeddings", "--in-one-run"]
+    result = runner.invoke(main, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "the selected videos are embedded again" in result.stdout
+    model = get_embedder(AIConfig.from_env({})).model_name
+    for video_id in VIDEOS:
+        assert set(read_partition(embedded_db.database, TABLES["embeddings"], video_id)["model"]) == {model}
+    wrong = runner.invoke(main, ["reprocess", "--all", "--from", "scenes", "--in-one-run"], env=env)
+    assert wrong.exit_code == 2 and "--in-one-run re-embeds" in wrong.output
