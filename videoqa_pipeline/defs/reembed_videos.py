@@ -17,10 +17,13 @@ materialization in this run, so its lineage in the UI stays current.
 
 import time
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import dagster as dg
 
 from videoqa_pipeline import steps
+from videoqa_pipeline.ai import Embedder, EmbeddingBatch
 from videoqa_pipeline.defs.assets.common import AI_POOL, metadata_of, processing_options
 from videoqa_pipeline.defs.config import PipelineConfig
 from videoqa_pipeline.defs.partitions import VIDEOS_PARTITIONS_NAME
@@ -30,6 +33,7 @@ from videoqa_pipeline.defs.sensors.scheduler_identity import scheduler_identity
 from videoqa_pipeline.run_tags import ROOT_RUN_ID_TAG
 from videoqa_pipeline.settings import Settings, load_settings
 from videoqa_pipeline.steps import STAGE_ERRORS, ProcessingOptions
+from videoqa_pipeline.steps.memory import release_model
 from videoqa_pipeline.storage import ledger
 from videoqa_pipeline.storage.database import Database
 from videoqa_pipeline.storage.reprocess import SelectionError, claim_batch
@@ -48,11 +52,31 @@ class ReembedVideosConfig(VideoSelectionConfig):
     """Which videos to embed again (filters combine with AND)."""
 
 
+@dataclass
+class _KeptLoaded:
+    """The run's embedder without ``release``: the stage frees its model after every video, which
+    in a run over many videos would load it again for each (half the time per video, measured by
+    ``benchmarks/bench_reembed.py``); the op releases it once, at the end."""
+
+    embedder: Embedder
+    model_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_name = self.embedder.model_name
+
+    @property
+    def dimension(self) -> int:
+        return self.embedder.dimension
+
+    def embed(self, texts: Sequence[str]) -> EmbeddingBatch:
+        return self.embedder.embed(texts)
+
+
 def _reembed(
     context: dg.OpExecutionContext,
     database: Database,
     job: ledger.Job,
-    ai: AIResource,
+    embedder: _KeptLoaded,
     options: ProcessingOptions,
     settings: Settings,
 ) -> str:
@@ -63,7 +87,7 @@ def _reembed(
         transcript, scenes, frame_analyses = (
             read_partition(database, TABLES[name], job.video_id) for name in INPUTS
         )
-        result = steps.embed_video(transcript, scenes, frame_analyses, ai.embedder, options)
+        result = steps.embed_video(transcript, scenes, frame_analyses, lambda: embedder, options)
         replace_partition(database, TABLES[STAGE], job.video_id, result.frame())
     except STAGE_ERRORS as error:
         status = ledger.mark_failed(
@@ -110,28 +134,35 @@ def reembed_videos_op(
         )
     db = database.get()
     batch = context.run.tags.get(ROOT_RUN_ID_TAG) or context.run_id
+    selection = selection_of(config)
+    try:  # a model that cannot load fails the run before any video is recorded in it
+        embedder = _KeptLoaded(ai.embedder())
+    except STAGE_ERRORS as error:
+        raise dg.Failure(description=f"the embedder did not load: {error}", allow_retries=False) from None
     try:
         added = claim_batch(
             db,
-            selection_of(config),
+            selection,
             batch=batch,
             stage=STAGE,
             run_id=context.run_id,
             scheduler_id=scheduler_identity(context.instance).instance_id,
             source_kind="ui",
         )
+        context.log.info(f"batch {batch}: {added} video(s) added to this run")
+        options = processing_options(pipeline_config)
+        outcomes: Counter[str] = Counter()
+        after = 0
+        while jobs := ledger.batch_jobs(
+            db, source_kind="ui", batch=batch, run_id=context.run_id, after_id=after, limit=PAGE
+        ):
+            outcomes.update(_reembed(context, db, job, embedder, options, settings) for job in jobs)
+            after = jobs[-1].id
+            context.log.info(f"batch {batch}: {dict(outcomes)} so far")
     except SelectionError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    context.log.info(f"batch {batch}: {added} video(s) added to this run")
-    options = processing_options(pipeline_config)
-    outcomes: Counter[str] = Counter()
-    after = 0
-    while jobs := ledger.batch_jobs(
-        db, source_kind="ui", batch=batch, run_id=context.run_id, after_id=after, limit=PAGE
-    ):
-        outcomes.update(_reembed(context, db, job, ai, options, settings) for job in jobs)
-        after = jobs[-1].id
-        context.log.info(f"batch {batch}: {dict(outcomes)} so far")
+    finally:
+        release_model(embedder.embedder)
     if outcomes["failed"] or outcomes["pending"]:
         raise dg.Failure(
             description=f"batch {batch}: {outcomes['succeeded']} video(s) embedded, {outcomes['failed']} failed "
