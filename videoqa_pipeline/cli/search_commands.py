@@ -162,6 +162,11 @@ def ask(
             )
     if answer.dropped_citations:
         click.echo(f"\n  (removed, not among the retrieved moments: {', '.join(answer.dropped_citations)})")
+    if answer.uncited:
+        click.echo("\n  (uncited: the model named none of the moments it was given, which were:)")
+        for moment in answer.moments:
+            text = " ".join(filter(None, [moment.text, moment.frame_text]))[:120]
+            click.echo(f"  {moment.citation} (relevance {format_relevance(moment.relevance)}) {text}")
 
 
 def register(group: click.Group) -> None:

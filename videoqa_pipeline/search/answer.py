@@ -110,6 +110,12 @@ class Answer:
             from :attr:`answer`; a model inventing sources is worth knowing about).
     """
 
+    @property
+    def uncited(self) -> bool:
+        """An answer that cites none of the moments: a reader cannot check it against the videos
+        (small chat models often leave the labels out), so it is marked, never passed off as grounded."""
+        return self.found and not self.citations
+
     question: str
     answer: str
     found: bool
@@ -127,6 +133,7 @@ class Answer:
             "method": self.method,
             "citations": [citation.to_dict() for citation in self.citations],
             "dropped_citations": list(self.dropped_citations),
+            "uncited": self.uncited,
             "moments": [moment.to_dict() for moment in self.moments],
         }
 
@@ -278,6 +285,10 @@ class OpenAIAnswerer:
         checked, citations, dropped = check_citations(text, moments)
         if dropped:
             logger.warning("the chat model cited moments it was not given: %s", ", ".join(dropped))
+        if not citations:
+            logger.warning(
+                "the chat model %s cited none of the %d moments it was given", self.model, len(moments)
+            )
         return Answer(question, checked, True, citations, method, moments, dropped)
 
 

@@ -209,6 +209,8 @@ class OpenAITestServer:
         self.models = models
         #: Appended to every chat answer derived from a prompt (e.g. a citation of no moment).
         self.answer_suffix = ""
+        #: False: answers leave out the moment's label, as small models often do.
+        self.cites = True
         self.requests: list[RecordedRequest] = []
         self.scripts: dict[str, deque[ScriptedReply]] = defaultdict(deque)
         self.vision_reply: dict[str, Any] | str = {
@@ -371,7 +373,8 @@ class OpenAITestServer:
             said = transcript if transcript != "(no speech)" else on_screen
             if said and said != "(nothing)":
                 sentence = re.split(r"(?<=[.!?])\s+", said.strip())[0].rstrip(".")
-                return f"{sentence} {label}.{self.answer_suffix}"
+                cited = f" {label}" if self.cites else ""
+                return f"{sentence}{cited}.{self.answer_suffix}"
         return NOT_FOUND
 
     def _embeddings(self, record: RecordedRequest) -> ScriptedReply:

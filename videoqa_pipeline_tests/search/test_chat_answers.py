@@ -168,3 +168,24 @@ def test_relevance_is_the_same_number_in_every_search_mode(searcher: Searcher, c
     shown = by_mode["hybrid"].to_dict()
     assert shown["relevance"] == round(relevances["hybrid"], 3) and "score" in shown  # type: ignore[arg-type]
     assert format_relevance(relevances["hybrid"]).endswith("%") and format_relevance(None) == "n/a"
+
+
+def test_an_answer_citing_no_moment_is_marked_uncited_with_the_moments_it_had(
+    cli_env: dict[str, str], corpus: Corpus
+) -> None:
+    """Small chat models often leave the labels out: the answer is shown, marked, never passed off
+    as grounded, and the moments it was given are listed for the reader to check."""
+    space = corpus.video_ids["space"]
+    videos = [arg for video in corpus.video_ids.values() for arg in ("--video", video)]
+    with OpenAITestServer("llama.cpp") as server:
+        server.cites = False
+        env = {**cli_env, **_ask_env(server, "smollm2")}
+        text = CliRunner().invoke(main, ["ask", MARS, *videos], env=env)
+        document = CliRunner().invoke(main, ["ask", MARS, *videos, "--json"], env=env)
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert lines[0] == "The rover landed in Jezero crater in February 2021."
+    assert "  (uncited: the model named none of the moments it was given, which were:)" in lines
+    assert any(line.startswith(f"  [{space} @ 00:00] (relevance ") for line in lines)
+    answer = json.loads(document.stdout)
+    assert answer["uncited"] is True and answer["found"] is True and answer["citations"] == []
