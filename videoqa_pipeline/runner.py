@@ -140,20 +140,29 @@ def _step_reports(instance: dg.DagsterInstance, run_id: str) -> list[StepReport]
     return list(reports.values())
 
 
+def _error_text(error: Any) -> str:
+    """An error's message with its causes: after the last retry Dagster's own message is only
+    "Exceeded max_retries of 2", and what went wrong is in the cause."""
+    parts: list[str] = []
+    while error is not None and len(parts) < 5:
+        message = (error.message or "").strip()
+        if message and message not in parts:
+            parts.append(message)
+        error = error.cause
+    return ": ".join(parts) or "step failed"
+
+
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error
             user_message = event.step_failure_data.user_failure_data
             if user_message is not None and user_message.description:
                 return user_message.description
-            return error.message.strip() if error else "step failed"
+            return _error_text(event.step_failure_data.error)
         if event.event_type == dg.DagsterEventType.RUN_FAILURE:
-            data = event.event_specific_data
-            error = getattr(data, "error", None)
+            error = getattr(event.event_specific_data, "error", None)
             if error is not None:
-                cause = error.cause.message.strip() if error.cause else ""
-                return f"{error.message.strip()} {cause}".strip()
+                return _error_text(error)
     return "run failed"
 
 

@@ -144,8 +144,14 @@ def _status_error(what: str, where: Endpoint, exc: Any) -> AIProviderError:
     """An HTTP error status as an :class:`AIProviderError` that says what to do about it."""
     status = int(exc.status_code)
     transient = status in TRANSIENT_STATUS or status >= 500
-    if transient:
-        advice = "the server is overloaded or rate-limiting; it will be retried later"
+    if status == 429:
+        advice = "the server is rate-limiting; it will be retried later"
+    elif transient:
+        advice = (
+            "the server failed; it will be retried later. If it keeps failing, read its log: a "
+            "self-hosted model that cannot take the request (images sent to a text-only model) "
+            "fails like this too"
+        )
     elif status == 404:
         advice = (
             f"the server does not serve this model or endpoint: check the model name (pull or load it on "

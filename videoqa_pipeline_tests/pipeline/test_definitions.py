@@ -16,6 +16,7 @@ from videoqa_pipeline.definitions import VIDEO_PIPELINE_JOB, build_definitions
 from videoqa_pipeline.defs.assets import video_assets
 from videoqa_pipeline.defs.config import PipelineConfig
 from videoqa_pipeline.settings import Settings
+from videoqa_pipeline_tests.pipeline.dagster_dev_server import NON_DEFAULT_SETTINGS
 
 ASSETS = {
     "source_video",
@@ -256,3 +257,41 @@ def test_the_ai_resource_carries_every_ai_setting_and_references_the_key() -> No
     for field in dataclasses.fields(settings.ai):
         if field.compare:
             assert getattr(plain, field.name) == getattr(settings.ai, field.name), field.name
+
+
+def test_process_names_the_servers_error_after_the_last_retry(tmp_path: Path) -> None:
+    """A vision server that fails every request (here: llama.cpp's answer when a text-only model is
+    sent images): after the step's retries, the one line names the server's own error, not only
+    Dagster's "Exceeded max_retries"."""
+    from videoqa_pipeline import media
+    from videoqa_pipeline_tests.ai.openai_test_server import OpenAITestServer, error_reply
+
+    clip = media.make_sample_video(tmp_path / "clip.mp4", scene_seconds=(1.0,), audio=False).path
+    env = {k: v for k, v in os.environ.items() if k not in NON_DEFAULT_SETTINGS and k != "DAGSTER_HOME"}
+    with OpenAITestServer("llama.cpp") as server:
+        server.script(
+            "/v1/chat/completions",
+            *[error_reply(500, 'can only concatenate str (not "list") to str') for _ in range(10)],
+        )
+        env.update(
+            {
+                "VIDEOQA_HOME": str(tmp_path / "home"),
+                "VIDEOQA_VISION_BASE_URL": server.base_url,
+                "VIDEOQA_VISION_MODEL": "smollm2",
+                "VIDEOQA_OPENAI_MAX_RETRIES": "0",
+                "WORKER_MAX_ATTEMPTS": "2",
+                "ENABLE_TRANSCRIPTION": "false",
+            }
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "videoqa_pipeline.cli", "process", str(clip)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "OpenAI API error 500" in result.stderr and 'concatenate str (not "list")' in result.stderr
+    assert "text-only model" in result.stderr
