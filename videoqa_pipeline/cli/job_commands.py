@@ -202,7 +202,12 @@ def _echo_video(database: Database, video_id: str, limit: int, as_json: bool) ->
         click.echo(json.dumps([_as_dict(job) for job in jobs], indent=2, default=str))
         return
     if not jobs:
-        raise click.ClickException(f"no job for video {video_id!r} in the ledger")
+        source = ledger.lookup_source(database, video_id)
+        if source is None:
+            raise click.ClickException(f"no job for video {video_id!r} in the ledger, and no known source")
+        click.echo(f"no job in the ledger: processed by `videoqa process` (or `demo`) from {source}")
+        click.echo(_partition_line(video_id))
+        return
     click.echo(f"{'job':>6}  {'status':<9}  {'from':<16}  {'try':>3}  {'finished':<9}  run / error")
     for job in jobs:
         detail = job.error if job.status == "failed" and job.error else (job.run_id or "-")

@@ -18,13 +18,21 @@ from psycopg.types.json import Jsonb
 
 from videoqa_pipeline.storage.database import Database
 
-#: The latest job of every video the ledger knows, with the filters of a selection applied. A video
-#: whose latest job is still pending, queued or running is left out: it is being processed now.
+#: The latest job of every video the ledger knows, with the filters of a selection applied; a video
+#: processed without a job (``videoqa process``, ``videoqa demo``) counts with its registered source,
+#: finished when it was registered. A video whose latest job is still pending, queued or running is
+#: left out: it is being processed now.
 _SELECTED = """
 SELECT latest.video_id, latest.source_uri FROM (
-    SELECT DISTINCT ON (video_id) video_id, source_uri, finished_at, status
-    FROM videoqa_jobs
-    WHERE video_id IS NOT NULL AND (%(ids)s::text[] IS NULL OR video_id = ANY(%(ids)s))
+    SELECT DISTINCT ON (video_id) video_id, source_uri, finished_at, status FROM (
+        SELECT id, video_id, source_uri, finished_at, status
+        FROM videoqa_jobs
+        WHERE video_id IS NOT NULL AND (%(ids)s::text[] IS NULL OR video_id = ANY(%(ids)s))
+        UNION ALL
+        SELECT 0, video_id, source_uri, registered_at, 'succeeded'
+        FROM videoqa_video_sources
+        WHERE %(ids)s::text[] IS NULL OR video_id = ANY(%(ids)s)
+    ) AS known
     ORDER BY video_id, id DESC
 ) AS latest
 WHERE latest.status NOT IN ('pending', 'queued', 'running')

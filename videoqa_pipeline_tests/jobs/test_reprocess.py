@@ -82,6 +82,12 @@ def test_filters_select_by_collection_window_and_model_and_a_batch_queues_once(
             "INSERT INTO videoqa_jobs (video_id, source_uri) VALUES ('busy', 's3://archive/ads/3.mp4')"
         )
     assert count(every_video=True) == 4 and count(video_ids=("busy",)) == 0
+    # A video processed without a job (`videoqa process`) is known by its registered source.
+    ledger.register_source(database, "from-cli", "/videos/lectures/cli.mp4")
+    assert count(every_video=True) == 5 and count(source_prefix="/videos/lectures/") == 1
+    assert count(video_ids=("from-cli",), finished_after=NOW) == 1  # registered just now
+    ledger.register_source(database, "lecture-1", "/elsewhere/1.mp4")  # its latest job's source wins
+    assert count(source_prefix="/elsewhere/") == 0
 
     selection = VideoSelection(source_prefix="s3://archive/lectures/", embedding_model_other_than="new-model")
 
@@ -159,6 +165,14 @@ def test_the_cli_counts_queues_and_keeps_the_single_video_form(
     assert history.splitlines()[-1] == "partition: in Dagster (runs and lineage in the UI)"
     unknown = runner.invoke(main, ["status", "--video", "never-seen"], env=env)
     assert unknown.exit_code == 1 and "no job for video 'never-seen'" in unknown.output
+    ledger.register_source(embedded_db.database, "from-cli", "/videos/cli.mp4")
+    registered = runner.invoke(
+        main, ["status", "--video", "from-cli"], env=env, catch_exceptions=False
+    ).output
+    assert (
+        registered.splitlines()[0]
+        == "no job in the ledger: processed by `videoqa process` (or `demo`) from /videos/cli.mp4"
+    )
 
 
 def test_the_ui_job_queues_a_model_change_once_per_launch(embedded_db: LedgerDatabase) -> None:
