@@ -9,7 +9,8 @@ are the system of record for every video, so Dagster only needs the videos a per
 look at in the UI: those in flight and the most recently added.
 
 Retiring a video removes its Dagster runs (and with them their events) and then its partition
-key, oldest first, once more than ``VIDEOQA_PARTITION_WORKING_SET`` keys exist. A video with a job
+key, for every key older than the newest ``VIDEOQA_PARTITION_WORKING_SET``, in pages walking back
+from the working set's edge (a pass cut short by its time budget leaves the oldest for the next). A video with a job
 pending, queued or running in the ledger, or with a Dagster run that has not finished, is never
 retired. Re-processing a retired video (``videoqa reprocess``, the ``reprocess_videos`` job, a
 new job for it) adds its partition again: the job sensor adds the key of every run it requests.
