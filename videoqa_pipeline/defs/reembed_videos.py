@@ -132,6 +132,12 @@ def reembed_videos_op(
             "use reprocess_videos with from_stage: embeddings instead",
             allow_retries=False,
         )
+    options = processing_options(pipeline_config)
+    if not options.enable_embeddings:  # the stage would store no vectors: every video's would go
+        raise dg.Failure(
+            description="embeddings are disabled (ENABLE_EMBEDDINGS or the run config): nothing to embed again",
+            allow_retries=False,
+        )
     db = database.get()
     batch = context.run.tags.get(ROOT_RUN_ID_TAG) or context.run_id
     selection = selection_of(config)
@@ -150,7 +156,6 @@ def reembed_videos_op(
             source_kind="ui",
         )
         context.log.info(f"batch {batch}: {added} video(s) added to this run")
-        options = processing_options(pipeline_config)
         outcomes: Counter[str] = Counter()
         after = 0
         while jobs := ledger.batch_jobs(

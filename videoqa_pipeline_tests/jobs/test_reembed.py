@@ -153,6 +153,21 @@ def test_a_selection_naming_nothing_fails_without_touching_anything(
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert failure is not None and "name the videos" in str(failure.description)
+    # With embeddings switched off the stage would store nothing: refused before anything changes.
+    disabled = reembed_videos.execute_in_process(
+        run_config={"ops": {"reembed_videos": {"config": {"every_video": True}}}},
+        resources={
+            "database": embedded_db.resource(),
+            "ai": AIResource(),
+            "pipeline_config": PipelineConfig(enable_embeddings=False),
+        },
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not disabled.success
+    refused = disabled.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert refused is not None and "embeddings are disabled" in str(refused.description)
+    assert set(read_partition(embedded_db.database, TABLES["embeddings"], "ad-1")["model"]) == {"old-model"}
     assert not [j for j in ledger.list_jobs(embedded_db.database, limit=50) if j.source_kind == "ui"]
 
 
