@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from videoqa_pipeline.storage.database import Database
 
 #: The latest job of every video the ledger knows, with the filters of a selection applied; a video
@@ -135,7 +133,6 @@ def queue_selected(
     from_stage: str | None,
     batch: str,
     source_kind: str,
-    options: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Queue one pending job per selected video; returns (selected, newly queued).
 
@@ -145,7 +142,6 @@ def queue_selected(
         from_stage: Re-materialize this stage and everything downstream (None: every stage).
         batch: Names this submission: with the video ID, each job's external ID.
         source_kind: ``cli``, ``ui`` or ``api``: who asked.
-        options: Processing options for these jobs (already validated by the caller).
 
     Returns:
         How many videos were selected, and how many of them got a new job (the rest were queued
@@ -157,14 +153,13 @@ def queue_selected(
         "batch": batch,
         "kind": source_kind,
         "stage": from_stage,
-        "options": Jsonb(options or {}),
     }
     with db.connection() as conn:
         selected = conn.execute(
             f"""WITH selected AS ({_SELECTED}),
                 inserted AS (
-                    INSERT INTO videoqa_jobs (source_uri, video_id, options, source_kind, external_id, from_stage)
-                    SELECT source_uri, video_id, %(options)s, %(kind)s, %(batch)s || ':' || video_id, %(stage)s
+                    INSERT INTO videoqa_jobs (source_uri, video_id, source_kind, external_id, from_stage)
+                    SELECT source_uri, video_id, %(kind)s, %(batch)s || ':' || video_id, %(stage)s
                     FROM selected
                     ON CONFLICT (source_kind, external_id) DO NOTHING
                     RETURNING 1)
