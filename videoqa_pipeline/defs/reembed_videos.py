@@ -140,7 +140,6 @@ def reembed_videos_op(
         )
     db = database.get()
     batch = context.run.tags.get(ROOT_RUN_ID_TAG) or context.run_id
-    selection = selection_of(config)
     try:  # a model that cannot load fails the run before any video is recorded in it
         embedder = _KeptLoaded(ai.embedder())
     except STAGE_ERRORS as error:
@@ -148,7 +147,9 @@ def reembed_videos_op(
     try:
         added = claim_batch(
             db,
-            selection,
+            # Stale means: not made by the embedder of this run (its resource config may differ
+            # from the deployment's settings).
+            selection_of(config, current_model=embedder.model_name),
             batch=batch,
             stage=STAGE,
             run_id=context.run_id,

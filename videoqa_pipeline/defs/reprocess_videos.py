@@ -65,8 +65,12 @@ def _moment(value: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def selection_of(config: VideoSelectionConfig) -> VideoSelection:
-    """The ledger selection the config names; a bad time fails without retries."""
+def selection_of(config: VideoSelectionConfig, current_model: str | None = None) -> VideoSelection:
+    """The ledger selection the config names; a bad time fails without retries.
+
+    ``current_model`` is the embedding model of the run that embeds the videos, when that run is
+    this one; otherwise ``stale_embeddings`` compares with the model the settings give.
+    """
     model = None
     if config.stale_embeddings:
         settings = load_settings()
@@ -75,7 +79,7 @@ def selection_of(config: VideoSelectionConfig) -> VideoSelection:
                 description="stale_embeddings reads the embeddings table, which needs METADATA_STORAGE=postgres",
                 allow_retries=False,
             )
-        model = get_embedder(settings.ai).model_name
+        model = current_model or get_embedder(settings.ai).model_name
     return VideoSelection(
         video_ids=tuple(config.video_ids),
         source_prefix=config.source_prefix,
